@@ -1,1 +1,1 @@
-
+"""Plain-PyTorch attention layers (no Detectron2 config): criss-cross attention, RCCA, non-local."""

@@ -1,1 +1,1 @@
-
+"""Backbones, heads, losses and meta-architectures. Importing this module registers them."""
