@@ -8,6 +8,7 @@ from . import compat
 
 compat.apply()
 
+from . import data, modeling  # noqa: E402,F401  (registers with Detectron2's registries)
 from .config import add_ccnet_config  # noqa: E402
 
 __all__ = ["add_ccnet_config"]
