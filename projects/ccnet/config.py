@@ -15,6 +15,7 @@ def add_ccnet_config(cfg: CN) -> None:
     # stem), MODEL.RESNETS.RES5_MULTI_GRID, MODEL.SEM_SEG_HEAD.LOSS_TYPE, INPUT.CROP.SINGLE_CATEGORY_MAX_AREA.
     add_deeplab_config(cfg)
     _add_input_config(cfg)
+    _add_video_config(cfg)
     cfg._ccnet_config_added = True
 
 
@@ -22,3 +23,13 @@ def _add_input_config(cfg: CN) -> None:
     # How training images become model inputs: "" uses Detectron2's DatasetMapper
     # (instance segmentation); other names are registered in ccnet.data.mappers.
     cfg.INPUT.DATASET_MAPPER_NAME = ""
+
+
+def _add_video_config(cfg: CN) -> None:
+    # Video clips (read by ccnet.data.clip_mapper.VideoClipDatasetMapper; the video model takes T
+    # from the clip tensor it receives).
+    cfg.INPUT.CLIP = CN()
+    # T: frames per clip, odd, centred on the annotated frame. 1 = single frames (the 2D model).
+    cfg.INPUT.CLIP.LENGTH = 5
+    # Source-video frames between two consecutive clip frames (CamVid is 30 fps: 1 = 33 ms apart).
+    cfg.INPUT.CLIP.FRAME_STRIDE = 1
