@@ -14,7 +14,8 @@ problem                  fix
                          level.  A stand-in module is installed that makes those
                          imports work; any *use* of a compiled op raises
                          :class:`MissingCompiledOpError` naming the op and how to get
-                         it.  When the real ``_C`` exists it is used untouched.
+                         it (``nms_rotated``, which goes through ``torch.ops``, too).
+                         When the real ``_C`` exists it is used untouched.
 ``Image.LINEAR``         Removed in Pillow 10; ``data/transforms/transform.py`` uses
                          it as a default argument.  Restored as ``Image.BILINEAR``
                          (what it always meant).
@@ -25,6 +26,9 @@ problem                  fix
 ``pkg_resources``        Removed in setuptools 82; ``model_zoo/model_zoo.py`` imports
                          it for ``resource_filename``.  The module is imported with a
                          temporary one-function stand-in built on importlib.resources.
+``torch.jit.script``    Deprecated in recent torch; Detectron2 0.6 scripts two helpers at
+warning                  import time, which printed the same FutureWarning twice on every
+                         run.  That one message is silenced; nothing else is.
 checkpoint loading       torch >= 2.6 loads ``.pth`` files with ``weights_only=True``
                          and fvcore relies on the default; Detectron2 unpickles
                          ``.pkl`` weight files with plain :mod:`pickle`, which runs
@@ -41,6 +45,7 @@ import io
 import pickle
 import sys
 import types
+import warnings
 
 __all__ = ["apply", "MissingCompiledOpError", "has_compiled_ops", "safe_load_pickle"]
 
@@ -79,6 +84,17 @@ class _MissingCompiledOps(types.ModuleType):
         self.__file__ = __file__
         self.is_stand_in = True
 
+    # Build information that detectron2.utils.collect_env reports (default_setup logs it).
+    @staticmethod
+    def get_compiler_version():
+        return "not compiled (Detectron2 installed without its C++/CUDA ops)"
+
+    get_cuda_version = get_compiler_version
+
+    @staticmethod
+    def has_cuda():
+        return False
+
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
@@ -94,6 +110,10 @@ def has_compiled_ops() -> bool:
     return importlib.util.find_spec("detectron2._C") is not None
 
 
+def _silence_jit_script_deprecation():
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+
 def _install_compiled_ops_stand_in():
     import detectron2
 
@@ -102,6 +122,14 @@ def _install_compiled_ops_stand_in():
     stand_in = _MissingCompiledOps()
     sys.modules["detectron2._C"] = stand_in
     detectron2._C = stand_in
+    # nms_rotated calls torch.ops.detectron2.nms_rotated, registered by the same extension.
+    layers = importlib.import_module("detectron2.layers")
+    nms_module = importlib.import_module("detectron2.layers.nms")
+
+    def nms_rotated(boxes, scores, iou_threshold):
+        return stand_in.nms_rotated
+
+    nms_module.nms_rotated = layers.nms_rotated = nms_rotated
 
 
 def _restore_pillow_linear():
@@ -210,6 +238,7 @@ def apply():
     global _APPLIED
     if _APPLIED:
         return
+    _silence_jit_script_deprecation()
     _install_compiled_ops_stand_in()
     _restore_pillow_linear()
     _import_model_zoo_without_pkg_resources()

@@ -1,2 +1,3 @@
 """Dataset registrations and mappers. Importing this module registers every dataset."""
+from .checks import verify_dataset_files  # noqa: F401
 from .mappers import MAPPER_REGISTRY, build_dataset_mapper  # noqa: F401

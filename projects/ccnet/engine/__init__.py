@@ -1,1 +1,6 @@
+"""Training: the Trainer, the CPU/GPU launcher, the atomic checkpointer, the command line."""
+from .checkpoint import AtomicCheckpointer
+from .launch import launch
+from .trainer import Trainer
 
+__all__ = ["AtomicCheckpointer", "Trainer", "launch"]

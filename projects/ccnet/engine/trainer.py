@@ -1,0 +1,84 @@
+"""The one Trainer behind ``train_net.py``: instance, semantic and video segmentation."""
+import logging
+import os
+import weakref
+
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
+from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ..compat import has_compiled_ops
+from ..data import build_dataset_mapper, verify_dataset_files
+from .checkpoint import AtomicCheckpointer
+
+__all__ = ["Trainer"]
+
+
+class Trainer(DefaultTrainer):
+    """Detectron2's DefaultTrainer, with what this project's tasks need:
+
+    * the evaluator is chosen from the dataset's ``evaluator_type`` metadata;
+    * the dataset mapper comes from ``cfg.INPUT.DATASET_MAPPER_NAME``;
+    * ``SOLVER.LR_SCHEDULER_NAME: WarmupPolyLR`` (the paper's poly schedule) works;
+    * DistributedDataParallel also wraps CPU models (CPU multi-process training);
+    * checkpoints are written atomically (:class:`AtomicCheckpointer`);
+    * dataset folders are checked before anything starts, with an error naming the folder.
+    """
+
+    def __init__(self, cfg):
+        TrainerBase.__init__(self)
+        logger = logging.getLogger("detectron2")
+        if not logger.isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
+            verify_dataset_files(name)
+
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        # Detectron2 passes device_ids=[local_rank], which DDP rejects for CPU modules.
+        model = create_ddp_model(model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {}))
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
+        if evaluator_type == "coco":
+            # The fast COCOeval is C++; pycocotools computes the same numbers.
+            evaluator = COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops())
+        elif evaluator_type == "sem_seg":
+            evaluator = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
+        else:
+            raise NotImplementedError(
+                f"no evaluator for dataset '{dataset_name}' (metadata evaluator_type={evaluator_type!r}); "
+                "this trainer knows 'coco' and 'sem_seg'"
+            )
+        return DatasetEvaluators([evaluator])
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=build_dataset_mapper(cfg, is_train=True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False))
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        # DeepLab's builder knows WarmupPolyLR and defers every other name to Detectron2's.
+        return build_deeplab_lr_scheduler(cfg, optimizer)
