@@ -16,6 +16,7 @@ def add_ccnet_config(cfg: CN) -> None:
     add_deeplab_config(cfg)
     _add_input_config(cfg)
     _add_video_config(cfg)
+    _add_semantic_config(cfg)
     cfg._ccnet_config_added = True
 
 
@@ -33,3 +34,57 @@ def _add_video_config(cfg: CN) -> None:
     cfg.INPUT.CLIP.LENGTH = 5
     # Source-video frames between two consecutive clip frames (CamVid is 30 fps: 1 = 33 ms apart).
     cfg.INPUT.CLIP.FRAME_STRIDE = 1
+
+
+def _add_semantic_config(cfg: CN) -> None:
+    # The CCNet semantic head (ccnet.modeling.heads.CCNetHead). It also reads Detectron2's
+    # MODEL.SEM_SEG_HEAD.{IN_FEATURES (one feature, e.g. ["res5"]), NUM_CLASSES, IGNORE_VALUE,
+    # CONVS_DIM (channels of the 3x3 conv after the concatenation), NORM, LOSS_WEIGHT} and
+    # deeplab's MODEL.SEM_SEG_HEAD.LOSS_TYPE, extended here with "ohem":
+    # "cross_entropy" | "ohem" | "hard_pixel_mining" (deeplab's top-20% loss).
+    if "CCNET" not in cfg.MODEL:
+        cfg.MODEL.CCNET = CN()
+    # Context module between the backbone feature and the classifier: "RCCA" (recurrent
+    # criss-cross attention), "NL" (a non-local block in the same place) or "none" (the same
+    # reduce/project convolutions without attention: a plain FCN).
+    cfg.MODEL.CCNET.CONTEXT = "RCCA"
+    # R: how many times the shared criss-cross attention is applied (RCCA only).
+    cfg.MODEL.CCNET.RECURRENCE = 2
+    # Channels inside the context module (the paper: 2048 -> 512).
+    cfg.MODEL.CCNET.INTER_CHANNELS = 512
+    # Dropout before each classifier (main and auxiliary).
+    cfg.MODEL.CCNET.DROPOUT = 0.1
+    # Backbone feature of the auxiliary FCN head (the paper: "res4"); "" = no auxiliary head.
+    cfg.MODEL.CCNET.AUX_IN_FEATURE = "res4"
+    # Channels of the auxiliary head's 3x3 conv.
+    cfg.MODEL.CCNET.AUX_CONVS_DIM = 512
+    # Weight of the auxiliary head's cross-entropy loss.
+    cfg.MODEL.CCNET.AUX_LOSS_WEIGHT = 0.4
+    # OHEM (LOSS_TYPE "ohem"): keep the labelled pixels whose predicted probability of their
+    # true class is below OHEM_THRESHOLD ...
+    cfg.MODEL.CCNET.OHEM_THRESHOLD = 0.7
+    # ... and at least OHEM_MIN_KEPT of them per OHEM_REFERENCE_PIXELS pixels of the (padded)
+    # batch, scaled linearly with the batch's pixel count: the public code keeps 100000 per
+    # 769x769 crop; a 65x65 crop keeps ceil(100000 * 65*65 / 591361) = 715.
+    cfg.MODEL.CCNET.OHEM_MIN_KEPT = 100000
+    cfg.MODEL.CCNET.OHEM_REFERENCE_PIXELS = 769 * 769
+    # Category consistent loss (TPAMI) on the context module's output after a 1x1 conv to
+    # CCL_DIM channels; loss = alpha * l_var + beta * l_dis + gamma * l_reg.
+    cfg.MODEL.CCNET.CCL_ENABLED = False
+    cfg.MODEL.CCNET.CCL_DIM = 16
+    cfg.MODEL.CCNET.CCL_DELTA_V = 0.5
+    cfg.MODEL.CCNET.CCL_DELTA_D = 1.5
+    cfg.MODEL.CCNET.CCL_ALPHA = 1.0
+    cfg.MODEL.CCNET.CCL_BETA = 1.0
+    cfg.MODEL.CCNET.CCL_GAMMA = 0.001
+
+    # Inference of ccnet.modeling.meta_arch.CCNetSemanticSegmentor. Multi-scale + flip
+    # test-time augmentation uses Detectron2's TEST.AUG.{ENABLED, MIN_SIZES (short-edge sizes),
+    # MAX_SIZE, FLIP}.
+    cfg.TEST.SLIDING_WINDOW = CN()
+    # False: whole-image inference; True: average the logits of overlapping windows.
+    cfg.TEST.SLIDING_WINDOW.ENABLED = False
+    # Window (height, width); () = the training crop, INPUT.CROP.SIZE.
+    cfg.TEST.SLIDING_WINDOW.SIZE = ()
+    # Fraction of a window shared with its neighbour (the public code: 1/3).
+    cfg.TEST.SLIDING_WINDOW.OVERLAP = 1.0 / 3.0
