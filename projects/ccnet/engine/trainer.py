@@ -25,7 +25,9 @@ class Trainer(DefaultTrainer):
     * the dataset mapper comes from ``cfg.INPUT.DATASET_MAPPER_NAME``;
     * ``SOLVER.LR_SCHEDULER_NAME: WarmupPolyLR`` (the paper's poly schedule) works;
     * DistributedDataParallel also wraps CPU models (CPU multi-process training);
-    * checkpoints are written atomically (:class:`AtomicCheckpointer`);
+    * checkpoints are written atomically (:class:`AtomicCheckpointer`) and hold the optimizer
+      state (and AMP's grad scaler): Detectron2 0.6's DefaultTrainer saves neither, so
+      ``--resume`` silently restarted SGD momentum from zero;
     * dataset folders are checked before anything starts, with an error naming the folder.
     """
 
@@ -52,6 +54,18 @@ class Trainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_trainer"] = self._trainer.state_dict()  # the optimizer (and AMP grad scaler)
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logging.getLogger(__name__).warning("Checkpoint has no optimizer state: SGD momentum starts from zero")
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
