@@ -1,0 +1,34 @@
+"""fvcore FLOP counting for the custom criss-cross op (fvcore convention: 1 per multiply-add)."""
+import math
+from typing import Any, Dict, List
+
+from fvcore.nn.jit_handles import get_shape
+
+from .criss_cross import CrissCrossAttentionFunction
+
+__all__ = ["criss_cross_flops", "flop_count_handles"]
+
+
+def criss_cross_flops(query_shape, value_channels: int) -> int:
+    """
+    Multiply-adds of criss-cross attention for a channels-last query (N, *S, Cq) and C value
+    channels: every position takes (sum(S) - len(S) + 1) query-key dot products of length Cq and
+    as many weighted sums of C-vectors. Softmax and masking are not counted (as fvcore does not
+    count elementwise ops). The paper's convention counts 2 FLOPs per multiply-add.
+    """
+    n, *spatial, qk_channels = query_shape
+    reach = sum(spatial) - len(spatial) + 1
+    return n * math.prod(spatial) * reach * (qk_channels + value_channels)
+
+
+def _criss_cross_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    query_shape, value_shape = get_shape(inputs[0]), get_shape(inputs[2])
+    return criss_cross_flops(query_shape, value_shape[-1])
+
+
+def flop_count_handles() -> Dict[str, Any]:
+    """
+    Op handles that make fvcore count the custom op:
+    ``FlopCountAnalysis(model, inputs).set_op_handle(**flop_count_handles())``.
+    """
+    return {"prim::PythonOp." + CrissCrossAttentionFunction.__name__: _criss_cross_flop_jit}

@@ -1,0 +1,63 @@
+"""Criss-cross attention modules: projections + attention + zero-initialised residual."""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .criss_cross import criss_cross_attention, criss_cross_attention_3d
+
+__all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
+
+
+class CrissCrossAttention(nn.Module):
+    """
+    Criss-cross attention block (CCNet): ``gamma * CCA(query(x), key(x), value(x)) + x``.
+
+    ``query``/``key`` are 1x1 convs to `qk_channels` (default ``in_channels // 8``, at least 1),
+    ``value`` a 1x1 conv to `in_channels`; ``gamma`` is a learnable scalar initialised to 0, so
+    a fresh block is the identity.
+
+    forward: x (N, C, H, W) -> (N, C, H, W).
+    """
+
+    def __init__(self, in_channels: int, qk_channels: int = None):
+        super().__init__()
+        if qk_channels is None:
+            qk_channels = max(in_channels // 8, 1)
+        self.in_channels = in_channels
+        self.qk_channels = qk_channels
+        self.query = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
+        self.key = nn.Conv2d(in_channels, qk_channels, kernel_size=1)
+        self.value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def _project(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        return conv(x)
+
+    def _attend(self, query, key, value):
+        return criss_cross_attention(query, key, value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        attention = self._attend(
+            self._project(self.query, x), self._project(self.key, x), self._project(self.value, x)
+        )
+        return x + self.gamma * attention
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, qk_channels={self.qk_channels}"
+
+
+class CrissCrossAttention3d(CrissCrossAttention):
+    """
+    The 3D (video) block: x (N, C, T, H, W) -> (N, C, T, H, W); each position attends to its
+    time line, column and row. Same parameters (names and shapes) as
+    :class:`CrissCrossAttention`: the 1x1 projections are the same Conv2d weights applied to
+    every frame, so a 2D checkpoint loads as is.
+    """
+
+    def _project(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {tuple(x.shape)}")
+        return F.conv3d(x, conv.weight.unsqueeze(2), conv.bias)
+
+    def _attend(self, query, key, value):
+        return criss_cross_attention_3d(query, key, value)

@@ -1,0 +1,89 @@
+"""Recurrent criss-cross attention (RCCA): the block reused by backbone, FPN and heads."""
+import fvcore.nn.weight_init as weight_init
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.layers import Conv2d, get_norm
+
+from .modules import CrissCrossAttention, CrissCrossAttention3d
+
+__all__ = ["RCCA", "RCCA3d"]
+
+
+def _conv3x3_norm(in_channels: int, out_channels: int, norm) -> Conv2d:
+    """3x3 conv + norm + ReLU (bias only without norm), MSRA-initialised."""
+    conv = Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size=3,
+        padding=1,
+        bias=not norm,
+        norm=get_norm(norm, out_channels),
+        activation=F.relu,
+    )
+    weight_init.c2_msra_fill(conv)
+    return conv
+
+
+class RCCA(nn.Module):
+    """
+    Recurrent criss-cross attention module of CCNet.
+
+    ``reduce`` (3x3 conv + norm + ReLU, in -> inter), then the same :class:`CrissCrossAttention`
+    (``attention``) applied ``recurrence`` times with shared weights, then ``project``
+    (3x3 conv + norm + ReLU, inter -> out_channels, default inter). The output is not residual:
+    callers decide (CCNet concatenates it with the input).
+
+    forward: x (N, in_channels, H, W) -> (N, out_channels, H, W).
+    ``recurrence`` may be changed after construction (R=2 lets every position see every other).
+    Norm names follow :func:`detectron2.layers.get_norm` ("BN", "GN", "SyncBN", "FrozenBN", "").
+    """
+
+    attention_class = CrissCrossAttention
+
+    def __init__(self, in_channels: int, inter_channels: int, recurrence: int = 2, norm="BN", out_channels=None):
+        super().__init__()
+        if recurrence < 0:
+            raise ValueError(f"RCCA: recurrence must be >= 0, got {recurrence}")
+        out_channels = inter_channels if out_channels is None else out_channels
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.recurrence = recurrence
+        self.reduce = _conv3x3_norm(in_channels, inter_channels, norm)
+        self.attention = self.attention_class(inter_channels)
+        self.project = _conv3x3_norm(inter_channels, out_channels, norm)
+
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The recurrent attention alone: ``attention`` applied ``recurrence`` times."""
+        for _ in range(self.recurrence):
+            x = self.attention(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.attend(self.reduce(x)))
+
+
+def _per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 2D module to every frame of x (N, C, T, H, W)."""
+    n, _, t, h, w = x.shape
+    frames = x.transpose(1, 2).reshape(n * t, -1, h, w)
+    y = module(frames)
+    return y.reshape(n, t, -1, h, w).transpose(1, 2)
+
+
+class RCCA3d(RCCA):
+    """
+    RCCA for clips: x (N, in_channels, T, H, W) -> (N, out_channels, T, H, W).
+
+    Same constructor and parameter names as :class:`RCCA`: the 3x3 convs run per frame and
+    :class:`CrissCrossAttention3d` (time line + column + row) runs in between. With T=1 it equals
+    :class:`RCCA` loaded with the same state_dict.
+    """
+
+    attention_class = CrissCrossAttention3d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 5:
+            raise ValueError(f"RCCA3d expects (N, C, T, H, W), got {tuple(x.shape)}")
+        return _per_frame(self.project, self.attend(_per_frame(self.reduce, x)))

@@ -1,0 +1,146 @@
+"""The functional criss-cross attention against a brute-force dense masked softmax."""
+import pytest
+import torch
+
+from ccnet.layers import (
+    criss_cross_attention,
+    criss_cross_attention_3d,
+    criss_cross_attention_straightforward,
+    criss_cross_dense_matrix,
+    criss_cross_weights,
+    non_local_attention,
+)
+from tests.layers.brute_force import criss_cross_brute_force, dense_brute_force
+
+SHAPES_2D = [(1, 3, 5, 4), (2, 4, 3, 7), (3, 2, 1, 6), (2, 2, 6, 1), (1, 1, 1, 1), (2, 5, 8, 8)]
+SHAPES_3D = [(1, 3, 3, 4, 5), (2, 2, 1, 4, 3), (2, 3, 4, 1, 1), (1, 2, 1, 1, 1), (3, 2, 2, 3, 2)]
+
+
+def _qkv(shape, value_channels=6, dtype=torch.float64, scale=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    value_shape = (shape[0], value_channels) + tuple(shape[2:])
+    q = torch.randn(shape, generator=g, dtype=dtype) * scale
+    k = torch.randn(shape, generator=g, dtype=dtype) * scale
+    v = torch.randn(value_shape, generator=g, dtype=dtype)
+    return q, k, v
+
+
+@pytest.mark.parametrize("shape", SHAPES_2D)
+def test_2d_equals_brute_force(shape):
+    q, k, v = _qkv(shape)
+    expected, _ = criss_cross_brute_force(q, k, v)
+    torch.testing.assert_close(criss_cross_attention(q, k, v), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES_3D)
+def test_3d_equals_brute_force(shape):
+    q, k, v = _qkv(shape)
+    expected, _ = criss_cross_brute_force(q, k, v)
+    torch.testing.assert_close(criss_cross_attention_3d(q, k, v), expected, rtol=0, atol=1e-6)
+
+
+def test_3d_with_one_frame_equals_2d():
+    q, k, v = _qkv((2, 3, 1, 5, 4))
+    out_3d = criss_cross_attention_3d(q, k, v)
+    out_2d = criss_cross_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0])
+    torch.testing.assert_close(out_3d[:, :, 0], out_2d, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 3), (1, 2, 3, 1)])
+def test_straightforward_reference_equals_brute_force(shape):
+    q, k, v = _qkv(shape)
+    expected, _ = criss_cross_brute_force(q, k, v)
+    torch.testing.assert_close(criss_cross_attention_straightforward(q, k, v), expected, rtol=0, atol=1e-6)
+
+
+def test_non_local_attention_equals_brute_force():
+    q, k, v = _qkv((2, 3, 4, 5))
+    torch.testing.assert_close(non_local_attention(q, k, v), dense_brute_force(q, k, v), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 1, 3), (1, 2, 3, 1), (1, 1, 1, 1)])
+def test_weights_layout_and_dense_matrix(shape):
+    q, k, _ = _qkv(shape)
+    n, _, h, w = shape
+    _, dense = criss_cross_brute_force(q, k, torch.zeros(n, 1, h, w, dtype=q.dtype))
+    torch.testing.assert_close(criss_cross_dense_matrix(q, k), dense, rtol=0, atol=1e-10)
+
+    weights = criss_cross_weights(q, k)
+    assert weights.shape == (n, h, w, h + w - 1)
+    dense = dense.view(n, h, w, h, w)
+    for y in range(h):
+        for x in range(w):
+            column = dense[:, y, x, :, x]  # (N, H): y' = 0..H-1
+            row = dense[:, y, x, y, [x2 for x2 in range(w) if x2 != x]]
+            torch.testing.assert_close(weights[:, y, x], torch.cat([column, row], -1), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("fn,shape", [(criss_cross_attention, (2, 2, 3, 4)), (criss_cross_attention_3d, (2, 2, 2, 3, 2))])
+def test_gradcheck(fn, shape):
+    q, k, v = (t.requires_grad_() for t in _qkv(shape, value_channels=3))
+    assert torch.autograd.gradcheck(fn, (q, k, v))
+
+
+def test_gradients_equal_brute_force_with_channels_last_and_strided_grad():
+    q, k, v = _qkv((2, 3, 5, 4))
+    v = v.contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(2, 6, 4, 5, dtype=v.dtype).transpose(2, 3)  # non-contiguous upstream grad
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = criss_cross_attention(*leaves)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # follows value's format
+    out.backward(grad)
+    criss_cross_brute_force(*ref_leaves)[0].backward(grad)
+    for a, b in zip(leaves, ref_leaves):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-10)
+
+
+def test_large_energies_stay_finite():
+    # Energies of +-1e4: a naive exp overflows; max subtraction must keep the softmax exact.
+    q, k, v = _qkv((1, 4, 6, 5), scale=50.0, dtype=torch.float32)
+    for t in (q, k, v):
+        t.requires_grad_()
+    out = criss_cross_attention(q, k, v)
+    out.sum().backward()
+    assert all(torch.isfinite(t).all() for t in (out, q.grad, k.grad, v.grad))
+    expected, _ = criss_cross_brute_force(q, k, v)
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("fn,shape", [(criss_cross_attention, (2, 4, 6, 5)), (criss_cross_attention_3d, (1, 4, 3, 4, 5))])
+def test_autocast_cpu(dtype, fn, shape):
+    q, k, v = _qkv(shape, value_channels=8, dtype=torch.float32)
+    for t in (q, k, v):
+        t.requires_grad_()
+    expected = fn(q, k, v)
+    with torch.autocast("cpu", dtype=dtype):
+        out = fn(q, k, v)
+    assert out.dtype == dtype
+    out.float().sum().backward()
+    assert all(torch.isfinite(t).all() for t in (out, q.grad, k.grad, v.grad))
+    torch.testing.assert_close(out.float(), expected, rtol=0, atol=5e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_equals_cpu(dtype):
+    q, k, v = _qkv((2, 4, 9, 7), value_channels=8, dtype=torch.float32)
+    expected = criss_cross_attention(q, k, v)
+    qc, kc, vc = (t.cuda().requires_grad_() for t in (q, k, v))
+    with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        out = criss_cross_attention(qc, kc, vc)
+    out.float().sum().backward()
+    assert all(torch.isfinite(t).all() for t in (out, qc.grad, kc.grad, vc.grad))
+    tol = 1e-5 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(out.float().cpu(), expected, rtol=0, atol=tol)
+
+
+def test_bad_shapes_are_named():
+    q, k, v = _qkv((1, 2, 3, 4))
+    with pytest.raises(ValueError, match="value"):
+        criss_cross_attention(q, k, v[:, :, :2])
+    with pytest.raises(ValueError, match="query"):
+        criss_cross_attention(q[0], k, v)
+    with pytest.raises(ValueError, match="5-D"):
+        criss_cross_attention_3d(q, k, v)
