@@ -1,0 +1,225 @@
+"""Each fix in ccnet.compat: a test that the problem exists here and one that the fix works."""
+import importlib.util
+import io
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ccnet import compat
+
+needs_missing_ops = pytest.mark.skipif(
+    compat.has_compiled_ops(), reason="Detectron2 has its compiled ops: the stand-in is not installed"
+)
+
+
+def _fresh_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new interpreter (without ``import ccnet`` unless the code does it)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+# --- detectron2._C ---------------------------------------------------------------------------
+
+
+@needs_missing_ops
+def test_detectron2_layers_do_not_import_without_the_fix():
+    result = _fresh_python("import detectron2.layers")
+    assert result.returncode != 0 and "_C" in result.stderr
+
+
+def test_detectron2_modules_import_with_the_fix():
+    result = _fresh_python(
+        "import ccnet, detectron2.layers, detectron2.structures, detectron2.evaluation, "
+        "detectron2.data, detectron2.engine, detectron2.modeling; print('ok')"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@needs_missing_ops
+def test_rotated_box_iou_names_the_op_and_the_fix():
+    from detectron2.layers.rotated_boxes import pairwise_iou_rotated
+
+    boxes = torch.tensor([[5.0, 5.0, 4.0, 4.0, 30.0]])
+    with pytest.raises(compat.MissingCompiledOpError, match=r"box_iou_rotated.*CCNET_DETECTRON2=upstream"):
+        pairwise_iou_rotated(boxes, boxes)
+
+
+@needs_missing_ops
+def test_rotated_nms_names_the_op():
+    from detectron2.layers import batched_nms_rotated
+
+    with pytest.raises(compat.MissingCompiledOpError, match="nms_rotated"):
+        batched_nms_rotated(torch.rand(3, 5), torch.rand(3), torch.zeros(3), 0.5)
+
+
+@needs_missing_ops
+def test_deformable_conv_names_the_op():
+    # DeformConv refuses CPU tensors before reaching _C; on CUDA it calls this op.
+    from detectron2.layers import deform_conv
+
+    with pytest.raises(compat.MissingCompiledOpError, match=r"deform_conv_forward \(deformable convolution"):
+        deform_conv._C.deform_conv_forward
+
+
+def _tiny_coco(with_scores=False):
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    annotation = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 5, 5], "area": 25, "iscrowd": 0}
+    if with_scores:
+        annotation["score"] = 0.9
+    coco.dataset = {"images": [{"id": 1, "width": 10, "height": 10}], "categories": [{"id": 1, "name": "a"}], "annotations": [annotation]}
+    coco.createIndex()
+    return coco
+
+
+@needs_missing_ops
+def test_fast_cocoeval_names_the_op():
+    from detectron2.evaluation.fast_eval_api import COCOeval_opt
+
+    evaluator = COCOeval_opt(_tiny_coco(), _tiny_coco(with_scores=True), "bbox")
+    with pytest.raises(compat.MissingCompiledOpError, match="fast C\\+\\+ COCOeval"):
+        evaluator.evaluate()
+
+
+def test_trainer_evaluates_coco_with_pycocotools_without_compiled_ops(tmp_path):
+    import json
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.data.datasets import register_coco_instances
+    from ccnet.engine import Trainer
+    from ccnet.engine.cli import build_config
+
+    name = "compat_coco_case"
+    json_file = tmp_path / "gt.json"
+    json_file.write_text(json.dumps(_tiny_coco().dataset))
+    register_coco_instances(name, {}, str(json_file), str(tmp_path))
+    try:
+        (evaluator,) = Trainer.build_evaluator(build_config(), name, output_folder=str(tmp_path))._evaluators
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert evaluator._use_fast_impl == compat.has_compiled_ops()
+
+
+# --- Pillow's Image.LINEAR -----------------------------------------------------------------
+
+
+def test_pillow_removed_linear():
+    result = _fresh_python("from PIL import Image; print(hasattr(Image, 'LINEAR'))")
+    assert result.stdout.strip() == "False"
+
+
+def test_extent_transform_default_interpolation_works():
+    from detectron2.data.transforms import ExtentTransform
+
+    assert Image.LINEAR == Image.BILINEAR
+    image = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    out = ExtentTransform(src_rect=(0, 0, 16, 16), output_size=(8, 8)).apply_image(image)
+    assert out.shape == (8, 8, 3)
+
+
+# --- NumPy's removed aliases in SemSegEvaluator -----------------------------------------------
+
+
+def test_numpy_removed_int_and_float():
+    assert not hasattr(np, "int") and not hasattr(np, "float")
+
+
+def test_sem_seg_evaluator_matches_hand_counted_iou(tmp_path):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import SemSegEvaluator
+
+    gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255], [2, 2, 2, 2]], np.uint8)
+    pred = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [2, 0, 2, 0], [2, 2, 2, 1]], np.int64)
+    gt_file = str(tmp_path / "gt.png")
+    Image.fromarray(gt).save(gt_file)
+    name = "compat_semseg_case"
+    DatasetCatalog.register(name, lambda: [{"file_name": "x.png", "sem_seg_file_name": gt_file}])
+    MetadataCatalog.get(name).set(stuff_classes=["a", "b", "c"], ignore_label=255)
+    try:
+        evaluator = SemSegEvaluator(name, distributed=False)
+        evaluator.reset()
+        evaluator.process([{"file_name": "x.png"}], [{"sem_seg": torch.nn.functional.one_hot(torch.from_numpy(pred), 3).permute(2, 0, 1).float()}])
+        result = evaluator.evaluate()["sem_seg"]
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    # Counted by hand over the 14 labelled pixels:
+    # class 0: gt 4 px, pred 0 on 3 of them, pred 0 elsewhere 1 (row 3 col 1) -> IoU 3/5
+    # class 1: gt 4 px all predicted 1, plus 2 false positives (row0 col1, row3 col3) -> 4/6
+    # class 2: gt 6 px, 4 predicted 2, no false positive (ignored pixels do not count) -> 4/6
+    expected = 100 * np.mean([3 / 5, 4 / 6, 4 / 6])
+    assert result["mIoU"] == pytest.approx(expected)
+
+
+# --- pkg_resources -------------------------------------------------------------------------
+
+
+def test_pkg_resources_is_gone():
+    assert importlib.util.find_spec("pkg_resources") is None
+
+
+def test_model_zoo_configs_resolve_without_leaving_pkg_resources_behind():
+    from detectron2 import model_zoo
+
+    path = model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml")
+    assert os.path.isfile(path)
+    assert "pkg_resources" not in sys.modules
+
+
+# --- safe checkpoint loading -------------------------------------------------------------------
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _checkpointer():
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    return DetectionCheckpointer(torch.nn.Linear(2, 2))
+
+
+def test_pkl_weights_that_would_run_code_are_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"model": {"w": _RunsCode(str(marker))}, "__author__": "x"}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle (builtins|io).open"):
+        _checkpointer()._load_file(str(path))
+    assert not marker.exists()
+
+
+def test_pkl_weights_with_arrays_load(tmp_path):
+    path = tmp_path / "weights.pkl"
+    blobs = {"fc_w": np.arange(4, dtype=np.float32).reshape(2, 2), "fc_b": np.zeros(2, np.float32)}
+    path.write_bytes(pickle.dumps({"blobs": blobs}, protocol=2))
+    loaded = _checkpointer()._load_file(str(path))
+    np.testing.assert_array_equal(loaded["model"]["fc_w"], blobs["fc_w"])
+    assert loaded["matching_heuristics"] is True
+
+
+def test_pth_with_arbitrary_objects_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {}, "payload": _RunsCode(str(marker))}, str(path))
+    with pytest.raises(pickle.UnpicklingError):
+        _checkpointer()._load_file(str(path))
+    assert not marker.exists()
+
+
+def test_safe_load_pickle_reads_numpy_scalars_and_containers():
+    data = {"a": np.float32(1.5), "b": [np.arange(3)], "c": ("x", 1)}
+    loaded = compat.safe_load_pickle(io.BytesIO(pickle.dumps(data)))
+    assert loaded["a"] == np.float32(1.5) and loaded["c"] == ("x", 1)
+    np.testing.assert_array_equal(loaded["b"][0], np.arange(3))
