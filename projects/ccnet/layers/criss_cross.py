@@ -20,6 +20,7 @@ Implementation notes (see README, section "attention"):
 * :class:`CrissCrossAttentionFunction` saves q, k, v and one log-sum-exp per position; the
   attention weights are recomputed in backward instead of being stored.
 """
+import contextlib
 import math
 from typing import List
 
@@ -146,6 +147,22 @@ def _softmax_weights(query: torch.Tensor, key: torch.Tensor, lse=None):
     return _exp_shifted(energies, lse, shape), lse
 
 
+@contextlib.contextmanager
+def _not_traced():
+    """
+    Keep the Function's internals out of a JIT trace (fvcore's FLOP counter inlines the
+    subgraph of a ``prim::PythonOp``): the op is counted once, by
+    :func:`ccnet.layers.flop_count_handles`. The output must be created while traced and
+    only filled in place here, or the tracer loses track of it.
+    """
+    state = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        yield
+    finally:
+        torch._C._set_tracing_state(state)
+
+
 # ----------------------------------------------------------------------------------------
 # The autograd Function (channels-last in and out)
 # ----------------------------------------------------------------------------------------
@@ -160,10 +177,11 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, value):
-        weights, lse = _softmax_weights(query, key)
-        out = torch.empty_like(value)
-        for axis, w in enumerate(weights, start=1):
-            _gather_lines(w.to(value.dtype), value, axis, out, beta=0 if axis == 1 else 1)
+        out = torch.empty_like(value)  # traced: a JIT trace's subgraph holds only this op
+        with _not_traced():
+            weights, lse = _softmax_weights(query, key)
+            for axis, w in enumerate(weights, start=1):
+                _gather_lines(w.to(value.dtype), value, axis, out, beta=0 if axis == 1 else 1)
         ctx.save_for_backward(query, key, value, lse)
         return out
 
