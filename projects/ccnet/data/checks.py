@@ -6,7 +6,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 __all__ = ["verify_dataset_files"]
 
 # Metadata keys that hold paths, in Detectron2's built-in registrations and ours.
-_PATH_KEYS = ("image_root", "json_file", "sem_seg_root", "gt_dir", "panoptic_root", "panoptic_json")
+_PATH_KEYS = ("image_root", "image_dir", "json_file", "sem_seg_root", "gt_dir", "panoptic_root", "panoptic_json")
 
 # How to get each dataset family, for datasets registered by Detectron2 itself.
 _PREPARE_HINTS = {
