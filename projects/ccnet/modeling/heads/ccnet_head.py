@@ -1,0 +1,193 @@
+"""The CCNet semantic segmentation head (Huang et al., ICCV 2019 / TPAMI)."""
+import functools
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import Conv2d, ShapeSpec
+from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
+from detectron2.projects.deeplab.loss import DeepLabCE
+
+from ..losses import CategoryConsistentLoss, OhemCrossEntropy, cross_entropy
+from .context import build_context_module
+from .fcn_head import FCNHead
+
+__all__ = ["CCNetHead", "upsample_logits"]
+
+LOSS_TYPES = ("cross_entropy", "ohem", "hard_pixel_mining")
+
+
+def upsample_logits(logits: torch.Tensor, stride: int, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinearly upsample (N, K, h, w) logits by ``stride`` and crop the top-left ``size``.
+
+    This is Detectron2's convention (``scale_factor=common_stride``) for inputs whose size is
+    not a multiple of the stride: the feature map covers ceil(H / stride) cells.
+    """
+    height, width = size
+    if logits.shape[-2] * stride < height or logits.shape[-1] * stride < width:
+        raise ValueError(f"logits {tuple(logits.shape)} at stride {stride} do not cover {height}x{width}")
+    if stride != 1:
+        logits = F.interpolate(logits, scale_factor=stride, mode="bilinear", align_corners=False)
+    return logits[..., :height, :width]
+
+
+def _build_segmentation_loss(loss_type: str, ignore_value: int, ohem: dict):
+    """A callable (logits (N, K, H, W), targets (N, H, W)) -> scalar loss."""
+    if loss_type == "cross_entropy":
+        return functools.partial(cross_entropy, ignore_index=ignore_value)
+    if loss_type == "ohem":
+        return OhemCrossEntropy(ignore_index=ignore_value, **ohem)
+    if loss_type == "hard_pixel_mining":
+        return DeepLabCE(ignore_label=ignore_value, top_k_percent_pixels=0.2)
+    raise ValueError(f"MODEL.SEM_SEG_HEAD.LOSS_TYPE must be one of {LOSS_TYPES}, got {loss_type!r}")
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class CCNetHead(nn.Module):
+    """
+    The CCNet head on one backbone feature x (N, C, H, W), e.g. res5 of a dilated ResNet:
+
+    * ``context``: RCCA (3x3 conv + norm to ``inter_channels``, criss-cross attention applied R
+      times with shared weights, 3x3 conv + norm), or a non-local block or nothing in its place;
+    * ``classifier``: concatenation [x, context(x)] (N, C + inter, H, W), 3x3 conv + norm,
+      dropout, 1x1 conv to K classes;
+    * ``aux_head`` (optional): the same FCN classifier on another feature (res4), trained with
+      plain cross-entropy and ``aux_loss_weight``;
+    * ``ccl_embedding`` (optional): 1x1 conv of the context output to ``ccl_dim`` channels,
+      trained with the category consistent loss against the labels resized (nearest) to H x W.
+
+    Channel counts come from ``input_shape``, so any backbone works.
+
+    forward(features, targets) with targets (N, H_in, W_in):
+        training: (None, {"loss_sem_seg", ["loss_sem_seg_aux"], ["loss_ccl"]});
+        inference: ((N, K, H * stride, W * stride) logits, {}).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: Dict[str, ShapeSpec],
+        *,
+        in_feature: str,
+        num_classes: int,
+        context: str = "RCCA",
+        recurrence: int = 2,
+        inter_channels: int = 512,
+        convs_dim: int = 512,
+        norm="BN",
+        dropout: float = 0.1,
+        loss_type: str = "cross_entropy",
+        loss_weight: float = 1.0,
+        ignore_value: int = 255,
+        ohem: Optional[dict] = None,
+        aux_in_feature: Optional[str] = "res4",
+        aux_convs_dim: int = 512,
+        aux_loss_weight: float = 0.4,
+        ccl: Optional[dict] = None,
+        ccl_dim: int = 16,
+    ):
+        """
+        Args:
+            input_shape: shapes of the backbone features; must contain ``in_feature`` (and
+                ``aux_in_feature`` when given).
+            context: "RCCA", "NL" or "none" (see :mod:`ccnet.modeling.heads.context`).
+            loss_type: "cross_entropy", "ohem" (with ``ohem`` = dict(threshold, min_kept,
+                reference_pixels)) or "hard_pixel_mining" (DeepLab's top 20%).
+            aux_in_feature: feature of the auxiliary FCN head; None or "" for none.
+            ccl: None for no category consistent loss, else the keyword arguments of
+                :class:`CategoryConsistentLoss` except ``ignore_index``.
+        """
+        super().__init__()
+        for name in (in_feature, aux_in_feature):
+            if name and name not in input_shape:
+                raise ValueError(f"CCNetHead: feature '{name}' is not among the backbone outputs {sorted(input_shape)}")
+        in_channels = input_shape[in_feature].channels
+        self.in_feature = in_feature
+        self.common_stride = input_shape[in_feature].stride
+        self.ignore_value = ignore_value
+        self.loss_weight = loss_weight
+
+        self.context = build_context_module(context, in_channels, inter_channels, recurrence, norm)
+        self.classifier = FCNHead(in_channels + inter_channels, convs_dim, num_classes, norm=norm, dropout=dropout)
+        self.seg_loss = _build_segmentation_loss(loss_type, ignore_value, ohem or {})
+
+        self.aux_in_feature = aux_in_feature or None
+        if self.aux_in_feature:
+            aux_shape = input_shape[self.aux_in_feature]
+            self.aux_stride = aux_shape.stride
+            self.aux_loss_weight = aux_loss_weight
+            self.aux_head = FCNHead(aux_shape.channels, aux_convs_dim, num_classes, norm=norm, dropout=dropout)
+
+        self.ccl_loss = None
+        if ccl is not None:
+            self.ccl_embedding = Conv2d(inter_channels, ccl_dim, kernel_size=1)
+            self.ccl_loss = CategoryConsistentLoss(ignore_index=ignore_value, **ccl)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
+        head, ccnet = cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.CCNET
+        if len(head.IN_FEATURES) != 1:
+            raise ValueError(f"CCNetHead takes one feature: MODEL.SEM_SEG_HEAD.IN_FEATURES={head.IN_FEATURES}")
+        ccl = None
+        if ccnet.CCL_ENABLED:
+            ccl = dict(
+                delta_v=ccnet.CCL_DELTA_V,
+                delta_d=ccnet.CCL_DELTA_D,
+                alpha=ccnet.CCL_ALPHA,
+                beta=ccnet.CCL_BETA,
+                gamma=ccnet.CCL_GAMMA,
+            )
+        return dict(
+            input_shape=input_shape,
+            in_feature=head.IN_FEATURES[0],
+            num_classes=head.NUM_CLASSES,
+            context=ccnet.CONTEXT,
+            recurrence=ccnet.RECURRENCE,
+            inter_channels=ccnet.INTER_CHANNELS,
+            convs_dim=head.CONVS_DIM,
+            norm=head.NORM,
+            dropout=ccnet.DROPOUT,
+            loss_type=head.LOSS_TYPE,
+            loss_weight=head.LOSS_WEIGHT,
+            ignore_value=head.IGNORE_VALUE,
+            ohem=dict(
+                threshold=ccnet.OHEM_THRESHOLD,
+                min_kept=ccnet.OHEM_MIN_KEPT,
+                reference_pixels=ccnet.OHEM_REFERENCE_PIXELS,
+            ),
+            aux_in_feature=ccnet.AUX_IN_FEATURE,
+            aux_convs_dim=ccnet.AUX_CONVS_DIM,
+            aux_loss_weight=ccnet.AUX_LOSS_WEIGHT,
+            ccl=ccl,
+            ccl_dim=ccnet.CCL_DIM,
+        )
+
+    def layers(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Returns (logits (N, K, H, W), context output (N, inter_channels, H, W))."""
+        x = features[self.in_feature]
+        context = self.context(x)
+        return self.classifier(torch.cat([x, context], dim=1)), context
+
+    def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None):
+        logits, context = self.layers(features)
+        if self.training:
+            return None, self.losses(logits, context, features, targets)
+        size = (logits.shape[-2] * self.common_stride, logits.shape[-1] * self.common_stride)
+        return upsample_logits(logits, self.common_stride, size), {}
+
+    def losses(self, logits, context, features, targets) -> Dict[str, torch.Tensor]:
+        size = targets.shape[-2:]
+        logits = upsample_logits(logits.float(), self.common_stride, size)
+        losses = {"loss_sem_seg": self.seg_loss(logits, targets) * self.loss_weight}
+        if self.aux_in_feature:
+            aux_logits = self.aux_head(features[self.aux_in_feature])
+            aux_logits = upsample_logits(aux_logits.float(), self.aux_stride, size)
+            aux_loss = cross_entropy(aux_logits, targets, ignore_index=self.ignore_value)
+            losses["loss_sem_seg_aux"] = aux_loss * self.aux_loss_weight
+        if self.ccl_loss is not None:
+            labels = F.interpolate(targets[:, None].float(), size=context.shape[-2:], mode="nearest")
+            losses["loss_ccl"] = self.ccl_loss(self.ccl_embedding(context), labels[:, 0].long())
+        return losses
