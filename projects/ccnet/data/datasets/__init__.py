@@ -1,2 +1,4 @@
 """Dataset registrations. Importing a module here registers its datasets with Detectron2."""
+from . import camvid  # noqa: F401  (camvid_sem_seg_{train,val,test}, camvid_video_{train,val,test})
+from . import temporal  # noqa: F401  (temporal_video_{train,val}, synthetic)
 from . import lip  # noqa: F401  (lip_sem_seg_{train,val})
