@@ -9,7 +9,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 
 def add_ccnet_config(cfg: CN) -> None:
     """Add all CCNet keys to a Detectron2 config (in place). Safe to call twice."""
-    if getattr(cfg, "_ccnet_config_added", False):
+    if "DATASET_MAPPER_NAME" in cfg.INPUT:  # added already: don't reset merged values
         return
     # SOLVER.POLY_LR_POWER / POLY_LR_CONSTANT_ENDING, MODEL.RESNETS.STEM_TYPE ("deeplab" = deep
     # stem), MODEL.RESNETS.RES5_MULTI_GRID, MODEL.SEM_SEG_HEAD.LOSS_TYPE, INPUT.CROP.SINGLE_CATEGORY_MAX_AREA.
@@ -17,7 +17,6 @@ def add_ccnet_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_video_config(cfg)
     _add_semantic_config(cfg)
-    cfg._ccnet_config_added = True
 
 
 def _add_input_config(cfg: CN) -> None:
