@@ -107,7 +107,7 @@ def test_frames_of_different_sizes_name_the_sequence(tmp_path):
 def test_label_value_outside_the_classes_names_the_file(tmp_path):
     _, record = write_video_dataset(str(tmp_path))
     Image.fromarray(np.full(SIZE, 7, np.uint8)).save(record["sem_seg_file_name"])
-    with pytest.raises(ValueError, match=r"seqA_f002\.png: label values \[7\]"):
+    with pytest.raises(ValueError, match=r"seqA_f002\.png has values \[7\]"):
         _mapper(3)(record)
 
 

@@ -9,21 +9,22 @@ semantic-segmentation dict works).  Output, for the video meta-architecture::
     clip_file_names  list of the T frame files (edge frames repeated where the run ends)
     height, width    the annotated frame's size before augmentation (output resolution)
 
-Augmentations are those of Detectron2's ``DatasetMapper`` for the same config (resize,
-flip, crop), the ones the single-image semantic configs train with.
+Augmentations, label checks and class swaps on mirroring are those of the single-image
+``SemSegDatasetMapper`` (:mod:`ccnet.data.sem_seg_mapper`) for the same config.
 """
 import copy
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from detectron2.config import configurable
-from detectron2.data import DatasetMapper
+from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .mappers import MAPPER_REGISTRY
+from .sem_seg_mapper import build_sem_seg_augmentations, read_sem_seg, swap_mirrored_classes
 
 __all__ = ["VideoClipDatasetMapper", "clip_frame_numbers", "clip_frame_files"]
 
@@ -79,6 +80,7 @@ class VideoClipDatasetMapper:
         frame_stride: int = 1,
         num_classes: int,
         ignore_label: int = 255,
+        flip_class_map: Optional[Sequence[int]] = None,
     ):
         """
         Args:
@@ -87,7 +89,8 @@ class VideoClipDatasetMapper:
             image_format: the format of ``detection_utils.read_image``.
             clip_length: T, odd.
             frame_stride: source-video frames between consecutive clip frames.
-            num_classes, ignore_label: the values a label map may hold (others are an error).
+            num_classes, ignore_label: the values a label map may hold (see ``read_sem_seg``).
+            flip_class_map: class id -> its id in a mirrored image; None when mirroring changes no class.
         """
         if clip_length < 1 or clip_length % 2 == 0:
             raise ValueError(f"INPUT.CLIP.LENGTH must be odd and positive (annotated frame in the middle), got {clip_length}")
@@ -100,17 +103,22 @@ class VideoClipDatasetMapper:
         self.frame_stride = frame_stride
         self.num_classes = num_classes
         self.ignore_label = ignore_label
+        self.flip_class_map = flip_class_map
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
+        flip_class_map = None
+        if cfg.DATASETS.TRAIN:
+            flip_class_map = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("flip_class_map", None)
         return {
             "is_train": is_train,
-            "augmentations": DatasetMapper.from_config(cfg, is_train)["augmentations"],
+            "augmentations": build_sem_seg_augmentations(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "clip_length": cfg.INPUT.CLIP.LENGTH,
             "frame_stride": cfg.INPUT.CLIP.FRAME_STRIDE,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "ignore_label": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "flip_class_map": flip_class_map,
         }
 
     def _read_clip(self, dataset_dict: Dict, files: List[str]) -> List[np.ndarray]:
@@ -126,20 +134,6 @@ class VideoClipDatasetMapper:
                 )
         return frames
 
-    def _read_label(self, path: str, image_size) -> np.ndarray:
-        """(H, W) label map; raises ValueError naming the file on a wrong size or class id."""
-        label = utils.read_image(path)
-        if label.ndim != 2 or label.shape != tuple(image_size):
-            raise ValueError(f"{path}: label map of shape {label.shape} for a frame of size {tuple(image_size)}")
-        values = np.unique(label)
-        bad = values[(values >= self.num_classes) & (values != self.ignore_label)]
-        if len(bad):
-            raise ValueError(
-                f"{path}: label values {bad.tolist()} are neither classes 0..{self.num_classes - 1} "
-                f"nor the ignore value {self.ignore_label}"
-            )
-        return label.astype("double")
-
     def __call__(self, dataset_dict: Dict) -> Dict:
         dataset_dict = copy.deepcopy(dataset_dict)
         files = clip_frame_files(dataset_dict, self.clip_length, self.frame_stride)
@@ -150,7 +144,8 @@ class VideoClipDatasetMapper:
 
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:
-            sem_seg = self._read_label(dataset_dict.pop("sem_seg_file_name"), frames[center].shape[:2])
+            label_file = dataset_dict.pop("sem_seg_file_name")
+            sem_seg = read_sem_seg(label_file, frames[center], self.num_classes, self.ignore_label)
         aug_input = T.AugInput(frames[center], sem_seg=sem_seg)
         transforms = self.augmentations(aug_input)
         frames = [aug_input.image if t == center else transforms.apply_image(f) for t, f in enumerate(frames)]
@@ -159,6 +154,7 @@ class VideoClipDatasetMapper:
             [torch.as_tensor(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in frames]
         )
         if aug_input.sem_seg is not None:
-            dataset_dict["sem_seg"] = torch.as_tensor(aug_input.sem_seg.astype("long"))
+            sem_seg = swap_mirrored_classes(aug_input.sem_seg, transforms, self.flip_class_map)
+            dataset_dict["sem_seg"] = torch.as_tensor(sem_seg.astype("long"))
         dataset_dict["clip_file_names"] = files
         return dataset_dict
