@@ -1,0 +1,154 @@
+"""Video semantic segmentation with 3D criss-cross attention (CCNet, TPAMI: CamVid with T=5).
+
+A clip of T frames goes through the backbone frame by frame; the CCNet head's context module
+is :class:`ccnet.layers.RCCA3d`, whose attention runs over the clip's (T, H, W) volume (each
+position sees its time line, row and column); the rest of the head (concatenation,
+classifier, auxiliary head, losses) works frame by frame, exactly as in the 2D head.  The
+loss is taken on the annotated (middle) frame of each clip.
+
+RCCA3d has the parameter names of RCCA, so a 2D CCNet checkpoint loads as it is, and with
+T=1 the model computes exactly what :class:`CCNetSemanticSegmentor` computes.
+"""
+from typing import Dict, Optional
+
+import torch
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
+from detectron2.structures import ImageList
+
+from ...layers import RCCA3d
+from ..heads import CCNetHead, upsample_logits
+from .semantic import CCNetSemanticSegmentor
+
+__all__ = ["CCNetVideoHead", "CCNetVideoSegmentor"]
+
+
+def _frames_to_clips(x: torch.Tensor, clip_length: int) -> torch.Tensor:
+    """(N*T, C, H, W), the T frames of each clip consecutive -> (N, C, T, H, W)."""
+    frames, channels, height, width = x.shape
+    return x.reshape(frames // clip_length, clip_length, channels, height, width).transpose(1, 2)
+
+
+def _clips_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N*T, C, H, W): the inverse of :func:`_frames_to_clips`."""
+    n, channels, t, height, width = x.shape
+    return x.transpose(1, 2).reshape(n * t, channels, height, width)
+
+
+@SEM_SEG_HEADS_REGISTRY.register()
+class CCNetVideoHead(CCNetHead):
+    """
+    :class:`CCNetHead` for clips: its ``context`` is :class:`RCCA3d` (same parameter names as
+    RCCA), applied to each clip's (T, H, W) feature volume; everything else is the 2D head.
+    Configured by the same keys (MODEL.CCNET.CONTEXT must be "RCCA").
+
+    forward(features, targets=None, clip_length=1), with ``features`` the per-frame backbone
+    features (N*T, C, H, W), the T frames of each clip consecutive:
+        training: targets (N, H_in, W_in) are the labels of the clips' middle frames;
+            returns (None, losses of those frames);
+        inference: returns ((N*T, K, H * stride, W * stride) per-frame logits, {}).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: Dict[str, ShapeSpec],
+        *,
+        in_feature: str,
+        inter_channels: int,
+        recurrence: int,
+        norm,
+        context: str = "RCCA",
+        **kwargs,
+    ):
+        if context != "RCCA":
+            raise ValueError(f"CCNetVideoHead attends over clips with RCCA3d: MODEL.CCNET.CONTEXT must be 'RCCA', got {context!r}")
+        super().__init__(
+            input_shape, in_feature=in_feature, inter_channels=inter_channels, recurrence=recurrence, norm=norm, **kwargs
+        )
+        self.context = RCCA3d(input_shape[in_feature].channels, inter_channels, recurrence=recurrence, norm=norm)
+
+    def clip_context(self, x: torch.Tensor, clip_length: int) -> torch.Tensor:
+        """Per-frame features (N*T, C, H, W) -> RCCA3d output per frame (N*T, inter_channels, H, W)."""
+        return _clips_to_frames(self.context(_frames_to_clips(x, clip_length)))
+
+    def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None, clip_length: int = 1):
+        x = features[self.in_feature]
+        if x.shape[0] % clip_length:
+            raise ValueError(f"{x.shape[0]} frames do not make clips of {clip_length}")
+        context = self.clip_context(x, clip_length)
+        if self.training:  # only the annotated (middle) frames are classified and supervised
+            annotated = torch.arange(clip_length // 2, x.shape[0], clip_length, device=x.device)
+            features = {name: feature[annotated] for name, feature in features.items()}
+            x, context = x[annotated], context[annotated]
+        logits = self.classifier(torch.cat([x, context], dim=1))
+        if self.training:
+            return None, self.losses(logits, context, features, targets)
+        size = (logits.shape[-2] * self.common_stride, logits.shape[-1] * self.common_stride)
+        return upsample_logits(logits, self.common_stride, size), {}
+
+
+@META_ARCH_REGISTRY.register()
+class CCNetVideoSegmentor(CCNetSemanticSegmentor):
+    """
+    Segments the annotated (middle) frame of each clip, with context from the whole clip.
+
+    Input: a list of dicts from ``VideoClipDatasetMapper``: "image" (T, C, H, W), T odd and
+    the same for the whole batch, and in training "sem_seg" (H, W) of the middle frame.
+    Output: as :class:`CCNetSemanticSegmentor`, ``[{"sem_seg": (K, height, width)}]`` for the
+    middle frame, evaluated with ``SemSegEvaluator``.  Inference supports the same modes
+    (whole image, sliding window, multi-scale + flip), applied to the clip's frames alike.
+    """
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        if not isinstance(ret["sem_seg_head"], CCNetVideoHead):
+            raise ValueError(
+                f"CCNetVideoSegmentor needs MODEL.SEM_SEG_HEAD.NAME 'CCNetVideoHead', got {cfg.MODEL.SEM_SEG_HEAD.NAME!r}"
+            )
+        return ret
+
+    @staticmethod
+    def _clip_length(batched_inputs) -> int:
+        lengths = {x["image"].shape[0] for x in batched_inputs}
+        if len(lengths) != 1 or any(x["image"].dim() != 4 for x in batched_inputs):
+            raise ValueError(
+                "CCNetVideoSegmentor takes clips 'image' (T, C, H, W) of one length per batch, got shapes "
+                f"{[tuple(x['image'].shape) for x in batched_inputs]} (use INPUT.DATASET_MAPPER_NAME VideoClipDatasetMapper)"
+            )
+        (length,) = lengths
+        if length % 2 == 0:
+            raise ValueError(f"clips need an odd number of frames (the annotated one in the middle), got {length}")
+        return length
+
+    def forward(self, batched_inputs):
+        """Training: the losses of the clips' middle frames. Inference: see :meth:`inference`."""
+        clip_length = self._clip_length(batched_inputs)
+        if not self.training:
+            return self.inference(batched_inputs)
+        frames = [(frame.to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs for frame in x["image"]]
+        images = ImageList.from_tensors(frames, self.backbone.size_divisibility)
+        targets = [x["sem_seg"].to(self.device) for x in batched_inputs]
+        targets = ImageList.from_tensors(targets, self.backbone.size_divisibility, self.sem_seg_head.ignore_value).tensor
+        _, losses = self.sem_seg_head(self.backbone(images.tensor), targets, clip_length=clip_length)
+        return losses
+
+    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, T, C, H, W) normalised clip -> (1, K, H, W) logits of its middle frame.
+
+        The clip's frames go through the inference mode of :class:`CCNetSemanticSegmentor`
+        as one (T, C, H, W) batch, so windows, scales and flips are the same for all of them.
+        """
+        return super().predict_logits(image[0])
+
+    def predict_whole_image(self, image: torch.Tensor) -> torch.Tensor:
+        """(T, C, h, w) normalised clip -> (1, K, h, w) logits of its middle frame, one pass."""
+        clip_length = image.shape[0]
+        height, width = image.shape[-2:]
+        padded = ImageList.from_tensors(list(image), self.backbone.size_divisibility)
+        logits, _ = self.sem_seg_head(self.backbone(padded.tensor), clip_length=clip_length)
+        middle = clip_length // 2
+        return logits[middle : middle + 1, :, :height, :width]
