@@ -14,7 +14,7 @@ Mirroring also swaps the classes given by the dataset's ``flip_class_map`` metad
 left and right arm).
 """
 import copy
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +26,13 @@ from detectron2.data import transforms as T
 
 from .mappers import MAPPER_REGISTRY
 
-__all__ = ["SemSegDatasetMapper", "build_sem_seg_augmentations", "read_sem_seg", "swap_mirrored_classes"]
+__all__ = [
+    "SemSegDatasetMapper",
+    "build_sem_seg_augmentations",
+    "check_sem_seg",
+    "read_sem_seg",
+    "swap_mirrored_classes",
+]
 
 
 def build_sem_seg_augmentations(cfg, is_train: bool) -> List[T.Augmentation]:
@@ -43,22 +49,19 @@ def build_sem_seg_augmentations(cfg, is_train: bool) -> List[T.Augmentation]:
     return augmentations
 
 
-def read_sem_seg(file_name: str, image: np.ndarray, num_classes: int, ignore_label: int) -> np.ndarray:
-    """Read a label map (H, W) of class ids and check it against its image (H, W, C).
-
-    Palette PNGs give their indices (not colours).
+def check_sem_seg(label: np.ndarray, file_name: str, image_size: Tuple[int, int], num_classes: int, ignore_label: int) -> None:
+    """Check a label map (H, W) of class ids read from ``file_name`` against its image's (H, W).
 
     Raises:
         ValueError: naming ``file_name``, when the map is not single-channel, its size differs
             from the image's, or a value is neither a class in [0, num_classes) nor ``ignore_label``.
     """
-    label = utils.read_image(file_name)
     if label.ndim != 2:
         raise ValueError(f"label map {file_name}: expected one channel of class ids, got shape {label.shape}")
-    if label.shape != image.shape[:2]:
+    if label.shape != tuple(image_size):
         raise ValueError(
             f"label map {file_name} is {label.shape[1]}x{label.shape[0]} (WxH) but its image is "
-            f"{image.shape[1]}x{image.shape[0]}"
+            f"{image_size[1]}x{image_size[0]}"
         )
     outside = (label < 0) | ((label >= num_classes) & (label != ignore_label))
     if outside.any():
@@ -67,6 +70,13 @@ def read_sem_seg(file_name: str, image: np.ndarray, num_classes: int, ignore_lab
             f"label map {file_name} has values {values[:10].tolist()} outside the {num_classes} classes "
             f"0..{num_classes - 1} and the ignore value {ignore_label}"
         )
+
+
+def read_sem_seg(file_name: str, image: np.ndarray, num_classes: int, ignore_label: int) -> np.ndarray:
+    """Read a label map (H, W) of class ids and check it against its image (H, W, C) with
+    :func:`check_sem_seg`. Palette PNGs give their indices (not colours)."""
+    label = utils.read_image(file_name)
+    check_sem_seg(label, file_name, image.shape[:2], num_classes, ignore_label)
     return label
 
 
