@@ -17,6 +17,7 @@ def add_ccnet_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_video_config(cfg)
     _add_semantic_config(cfg)
+    _add_instance_config(cfg)
 
 
 def _add_input_config(cfg: CN) -> None:
@@ -87,3 +88,29 @@ def _add_semantic_config(cfg: CN) -> None:
     cfg.TEST.SLIDING_WINDOW.SIZE = ()
     # Fraction of a window shared with its neighbour (the public code: 1/3).
     cfg.TEST.SLIDING_WINDOW.OVERLAP = 1.0 / 3.0
+
+
+def _add_instance_config(cfg: CN) -> None:
+    # Residual context blocks inside the backbone (ccnet.modeling.backbone: the
+    # build_context_resnet_backbone / build_context_resnet_fpn_backbone backbones), read by
+    # ccnet.modeling.backbone.context_block_builder. Every block starts as the identity.
+    cfg.MODEL.CONTEXT = CN()
+    # Which block: "RCCA" (x + 1x1(RCCA(x)), RCCA = 3x3 reduce, criss-cross attention x R,
+    # 3x3 project) or "NL" (the embedded-Gaussian non-local block of Wang et al.).
+    cfg.MODEL.CONTEXT.NAME = "RCCA"
+    # R: how many times RCCA applies its shared criss-cross attention (the paper: 2).
+    cfg.MODEL.CONTEXT.RECURRENCE = 2
+    # Channels inside a block = channels of the feature it is applied to // REDUCTION
+    # (res4 of an R-50: 1024 // 8 = 128 for RCCA; the non-local recipe uses 2).
+    cfg.MODEL.CONTEXT.REDUCTION = 8
+    # Norm after RCCA's 3x3 convs (detectron2.layers.get_norm names: "GN", "BN", "SyncBN", "").
+    # GN: the blocks are new, so FrozenBN would not train, and detection batches are small.
+    cfg.MODEL.CONTEXT.NORM = "GN"
+    # Where the ResNet gets blocks: after block CONTEXT_BLOCKS[i] (negative counts from the
+    # end) of every stage in CONTEXT_STAGES. Default, the paper's COCO setting (non-local
+    # recipe): one block before the last block of res4 (res4.4 in R-50, res4.21 in R-101).
+    cfg.MODEL.RESNETS.CONTEXT_STAGES = ["res4"]
+    cfg.MODEL.RESNETS.CONTEXT_BLOCKS = [-2]
+    # FPN input features (e.g. ["res5"], the coarsest) whose lateral 1x1 conv output gets a
+    # block before the top-down pass; [] = none.
+    cfg.MODEL.FPN.CONTEXT_IN_FEATURES = []

@@ -1,0 +1,227 @@
+"""A synthetic COCO-format instance segmentation dataset: coloured shapes on textured backgrounds.
+
+It is written on first use, in COCO's on-disk format, under
+``$DETECTRON2_DATASETS/shapes_instances/`` (default ``./datasets``)::
+
+    shapes_instances/
+      train/000000.png ...                 RGB images (H x W = IMAGE_SIZE)
+      val/000000.png ...
+      annotations/instances_train.json     COCO instances, masks as RLE
+      annotations/instances_val.json
+
+and registered with :func:`register_coco_instances` as ``shapes_instances_train`` and
+``shapes_instances_val``, so Detectron2's loaders and ``COCOEvaluator`` treat it like COCO
+(``INPUT.MASK_FORMAT: bitmask``, since occluded masks are not polygons).
+
+Every image has 1-4 shapes of ``CLASSES`` with random size, rotation and colour, drawn in
+order so later shapes occlude earlier ones; an annotation is the *visible* part of a shape
+(its box is the box of that mask), and shapes that end up mostly hidden are dropped.
+Backgrounds mix a smooth random colour field with stripes and pixel noise.  Generation is
+deterministic (each image has its own seeded generator), takes a few seconds, and is
+skipped when the files of the same version already exist.
+"""
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json, register_coco_instances
+
+__all__ = ["CLASSES", "ShapesSpec", "SPLITS", "generate_shapes", "register_shapes_instances"]
+
+logger = logging.getLogger(__name__)
+
+CLASSES = ("circle", "square", "triangle", "cross")
+"""Category names; COCO category ids are 1..len(CLASSES) in this order."""
+
+IMAGE_SIZE = 128
+"""Height and width of every image, in pixels."""
+
+
+@dataclass(frozen=True)
+class ShapesSpec:
+    """What one split contains; stored in the JSON's ``info`` so a changed spec regenerates."""
+
+    num_images: int
+    seed: int
+    image_size: int = IMAGE_SIZE
+    max_shapes: int = 4
+    min_shape_size: int = 18  # side of the shape's bounding square, pixels
+    max_shape_size: int = 52
+    min_visible_fraction: float = 0.4  # hide less than this and the shape is dropped
+    version: int = 1  # bump when the drawing code changes
+
+
+SPLITS = {
+    "train": ShapesSpec(num_images=2000, seed=0),
+    "val": ShapesSpec(num_images=200, seed=1),
+}
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A textured (size, size, 3) uint8 background: smooth colour field + stripes + noise."""
+    coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
+    image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle = rng.uniform(0, np.pi)
+    period = rng.uniform(6, 24)
+    phase = (xx * np.cos(angle) + yy * np.sin(angle)) * (2 * np.pi / period)
+    image += rng.uniform(10, 35) * np.sin(phase)[..., None] * rng.uniform(0.3, 1.0, size=3)
+    image += rng.normal(0, rng.uniform(3, 12), size=image.shape)
+    return np.clip(image, 0, 255)
+
+
+def _shape_mask(rng: np.random.Generator, category: str, spec: ShapesSpec) -> np.ndarray:
+    """An (image_size, image_size) bool mask with one shape: random size, place and rotation."""
+    size = spec.image_size
+    side = rng.uniform(spec.min_shape_size, spec.max_shape_size)
+    half = side / 2
+    center = rng.uniform(half * 0.6, size - half * 0.6, size=2)
+    angle = rng.uniform(0, 2 * np.pi)
+    mask = np.zeros((size, size), np.uint8)
+    if category == "circle":
+        cv2.circle(mask, tuple(int(round(c)) for c in center), int(round(half)), 1, -1, cv2.LINE_8)
+        return mask.astype(bool)
+    if category == "square":
+        corners = [np.pi / 4 + k * np.pi / 2 for k in range(4)]
+        radii = [half * np.sqrt(2)] * 4
+    elif category == "triangle":
+        corners = [k * 2 * np.pi / 3 for k in range(3)]
+        radii = [half * 1.15] * 3
+    elif category == "cross":  # a plus sign, arms one third of the side wide
+        t = half / 3
+        outline = [(t, half), (t, t), (half, t), (half, -t), (t, -t), (t, -half),
+                   (-t, -half), (-t, -t), (-half, -t), (-half, t), (-t, t), (-t, half)]
+        corners = [np.arctan2(y, x) for x, y in outline]
+        radii = [np.hypot(x, y) for x, y in outline]
+    else:
+        raise ValueError(f"unknown shape category {category!r}; known: {CLASSES}")
+    points = [
+        (center[0] + r * np.cos(a + angle), center[1] + r * np.sin(a + angle)) for a, r in zip(corners, radii)
+    ]
+    cv2.fillPoly(mask, [np.round(np.array(points)).astype(np.int32)], 1, cv2.LINE_8)
+    return mask.astype(bool)
+
+
+def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A random RGB colour at least ~90 (L2) away from the mean background under ``mask``."""
+    under = background[mask].mean(axis=0)
+    for _ in range(20):
+        colour = rng.uniform(0, 255, size=3)
+        if np.linalg.norm(colour - under) > 90:
+            break
+    return colour
+
+
+def _draw_image(spec: ShapesSpec, index: int):
+    """Return (RGB uint8 image, [(category index, visible bool mask), ...]) for image ``index``."""
+    rng = np.random.default_rng([spec.seed, index, spec.version])
+    image = _background(rng, spec.image_size)
+    shapes = []  # [category index, visible mask, full area], in drawing order
+    for _ in range(rng.integers(1, spec.max_shapes + 1)):
+        category = int(rng.integers(len(CLASSES)))
+        mask = _shape_mask(rng, CLASSES[category], spec)
+        colour = _contrasting_colour(rng, image, mask)
+        shading = rng.normal(0, 6, size=(int(mask.sum()), 1))
+        image[mask] = np.clip(colour + shading, 0, 255)
+        for shape in shapes:
+            shape[1] &= ~mask  # the new shape occludes the earlier ones
+        shapes.append([category, mask, mask.sum()])
+    visible = [(c, m) for c, m, full in shapes if m.sum() >= spec.min_visible_fraction * full]
+    return image.astype(np.uint8), visible
+
+
+def _split_paths(root: str, split: str):
+    base = os.path.join(root, "shapes_instances")
+    return os.path.join(base, "annotations", f"instances_{split}.json"), os.path.join(base, split)
+
+
+def _is_generated(json_file: str, spec: ShapesSpec) -> bool:
+    if not os.path.isfile(json_file):
+        return False
+    with open(json_file) as f:
+        return json.load(f).get("info", {}).get("spec") == asdict(spec)
+
+
+def generate_shapes(root: str, split: str, spec: ShapesSpec = None) -> str:
+    """Write the images and COCO JSON of ``split`` under ``root`` unless already there.
+
+    Args:
+        root: the datasets folder (``$DETECTRON2_DATASETS``).
+        split: "train" or "val" (chooses the default spec).
+        spec: override what is generated (tests use small ones).
+
+    Returns:
+        The path of the COCO JSON file.  The JSON is written last (atomically), so an
+        interrupted run is redone next time.
+    """
+    spec = spec or SPLITS[split]
+    json_file, image_root = _split_paths(root, split)
+    if _is_generated(json_file, spec):
+        return json_file
+    logger.info(f"Generating {spec.num_images} synthetic shapes images in {image_root} ...")
+    os.makedirs(image_root, exist_ok=True)
+    os.makedirs(os.path.dirname(json_file), exist_ok=True)
+    images, annotations = [], []
+    for index in range(spec.num_images):
+        image, shapes = _draw_image(spec, index)
+        file_name = f"{index:06d}.png"
+        if not cv2.imwrite(os.path.join(image_root, file_name), image[:, :, ::-1]):
+            raise OSError(f"could not write {os.path.join(image_root, file_name)}")
+        images.append({"id": index + 1, "file_name": file_name, "height": spec.image_size, "width": spec.image_size})
+        for category, mask in shapes:
+            rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": category + 1,
+                    "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+                    "area": float(mask_util.area(rle)),
+                    "bbox": [float(v) for v in mask_util.toBbox(rle)],
+                    "iscrowd": 0,
+                }
+            )
+    coco = {
+        "info": {"description": "ccnet synthetic shapes (instances)", "spec": asdict(spec)},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)],
+    }
+    tmp_file = json_file + ".tmp"
+    with open(tmp_file, "w") as f:
+        json.dump(coco, f)
+    os.replace(tmp_file, json_file)
+    return json_file
+
+
+def register_shapes_instances(root: str) -> None:
+    """Register ``shapes_instances_{train,val}``; their files are generated when first loaded."""
+    for split in SPLITS:
+        name = f"shapes_instances_{split}"
+        json_file, image_root = _split_paths(root, split)
+        metadata = {
+            "thing_classes": list(CLASSES),
+            # COCOEvaluator maps contiguous ids back to these even before the loader ran.
+            "thing_dataset_id_to_contiguous_id": {i + 1: i for i in range(len(CLASSES))},
+            "generated_on_first_use": True,
+        }
+        register_coco_instances(name, metadata, json_file, image_root)
+        # Same loader as register_coco_instances', but the files are written first if missing.
+        DatasetCatalog.remove(name)
+        DatasetCatalog.register(name, _generating_loader(root, split, name))
+
+
+def _generating_loader(root: str, split: str, name: str):
+    def load():
+        json_file = generate_shapes(root, split)
+        return load_coco_json(json_file, _split_paths(root, split)[1], name)
+
+    return load
+
+
+register_shapes_instances(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
