@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from detectron2.data.transforms import ResizeShortestEdge
 
-__all__ = ["window_starts", "sliding_window_logits", "test_time_augmented_logits"]
+__all__ = ["window_starts", "sliding_window_logits", "multi_scale_flip_logits"]
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,7 +60,7 @@ def _resize(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def test_time_augmented_logits(
+def multi_scale_flip_logits(
     predict: Predictor,
     image: torch.Tensor,
     *,

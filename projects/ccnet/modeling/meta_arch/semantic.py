@@ -10,7 +10,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, SemanticSegmentor
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 
-from .dense_inference import sliding_window_logits, test_time_augmented_logits
+from .dense_inference import multi_scale_flip_logits, sliding_window_logits
 
 __all__ = ["CCNetSemanticSegmentor"]
 
@@ -45,7 +45,7 @@ class CCNetSemanticSegmentor(SemanticSegmentor):
             sliding_window: (height, width) of the windows; None = whole-image inference.
             window_overlap: fraction of a window shared with its neighbour.
             test_short_edge_sizes, test_max_size, test_flip: test-time augmentation (see
-                :func:`test_time_augmented_logits`); () and False = none.
+                :func:`multi_scale_flip_logits`); () and False = none.
             flip_class_map: class id -> its id in a mirrored image (from the training dataset's
                 metadata ``flip_class_map``, e.g. LIP's left/right body parts).
             kwargs: those of :class:`SemanticSegmentor` (backbone, sem_seg_head, pixel_mean, pixel_std).
@@ -108,7 +108,7 @@ class CCNetSemanticSegmentor(SemanticSegmentor):
             predict = functools.partial(
                 sliding_window_logits, predict, window=self.sliding_window, overlap=self.window_overlap
             )
-        return test_time_augmented_logits(
+        return multi_scale_flip_logits(
             predict,
             image,
             short_edge_sizes=self.test_short_edge_sizes,
