@@ -10,7 +10,7 @@ Examples::
     python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
 """
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
-from ccnet.engine import AtomicCheckpointer, Trainer, launch
+from ccnet.engine import AtomicCheckpointer, Trainer, launch_from_args
 from ccnet.engine.cli import append_metrics, argument_parser, setup
 
 
@@ -31,12 +31,4 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-        num_cpu_workers=args.num_cpu_workers,
-    )
+    launch_from_args(main, args)

@@ -81,14 +81,8 @@ if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
     import train_net
 
+    from ccnet.engine import launch_from_args
+
     args = train_net.argument_parser().parse_args()
     main = train_and_dump_parameters if os.environ.get("TINY_SEMSEG_DUMP_PARAMETERS") else train_net.main
-    train_net.launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-        num_cpu_workers=args.num_cpu_workers,
-    )
+    launch_from_args(main, args)

@@ -19,7 +19,7 @@ from detectron2.engine import launch as detectron2_launch
 from detectron2.engine.launch import DEFAULT_TIMEOUT, _find_free_port
 from detectron2.utils import comm
 
-__all__ = ["launch"]
+__all__ = ["launch", "launch_from_args"]
 
 
 def launch(
@@ -58,6 +58,19 @@ def launch(
         nprocs=num_cpu_workers,
         args=(main_func, world_size, num_cpu_workers, machine_rank, dist_url, args, timeout),
         daemon=False,
+    )
+
+
+def launch_from_args(main_func, args):
+    """:func:`launch` ``main_func(args)`` as the command line (``ccnet.engine.cli.argument_parser``) asks."""
+    return launch(
+        main_func,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+        num_cpu_workers=args.num_cpu_workers,
     )
 
 
