@@ -42,8 +42,7 @@ def _add_semantic_config(cfg: CN) -> None:
     # CONVS_DIM (channels of the 3x3 conv after the concatenation), NORM, LOSS_WEIGHT} and
     # deeplab's MODEL.SEM_SEG_HEAD.LOSS_TYPE, extended here with "ohem":
     # "cross_entropy" | "ohem" | "hard_pixel_mining" (deeplab's top-20% loss).
-    if "CCNET" not in cfg.MODEL:
-        cfg.MODEL.CCNET = CN()
+    cfg.MODEL.CCNET = CN()
     # Context module between the backbone feature and the classifier: "RCCA" (recurrent
     # criss-cross attention), "NL" (a non-local block in the same place) or "none" (the same
     # reduce/project convolutions without attention: a plain FCN).
