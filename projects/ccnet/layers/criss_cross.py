@@ -21,11 +21,12 @@ Implementation notes (see README, section "attention"):
   attention weights are recomputed in backward instead of being stored.
 """
 import contextlib
-import math
 from typing import List
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from .line_layout import ChannelsLastSum, Lines, all_lines
 
 __all__ = [
     "criss_cross_attention",
@@ -37,114 +38,59 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------
-# Lines along one axis of a channels-last tensor (N, *S, C)
-# ----------------------------------------------------------------------------------------
-def _axis_split(shape, axis: int):
-    """Sizes (outer, L, inner) of a channels-last shape (N, *S, C) around spatial `axis`."""
-    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 : -1])
-
-
-def _lines(x: torch.Tensor, axis: int) -> List[torch.Tensor]:
-    """
-    Views of the lines of `x` (N, *S, C), contiguous, along `axis`, as a list of 3-D tensors
-    (B, L, C) (batched matrices whose row l is the position l on the line). No copy.
-    """
-    outer, length, inner = _axis_split(x.shape, axis)
-    channels = x.shape[-1]
-    if inner == 1:
-        return [x.view(outer, length, channels)]
-    lines = x.view(outer, length, inner, channels).transpose(1, 2)  # (outer, inner, L, C)
-    return list(lines.unbind(0))
-
-
-def _weight_batches(w: torch.Tensor) -> List[torch.Tensor]:
-    """Split per-axis weights (outer, inner, L, L) like :func:`_lines` splits the lines."""
-    outer, inner, length, _ = w.shape
-    if inner == 1:
-        return [w.view(outer, length, length)]
-    return list(w.unbind(0))
-
-
-def _to_positions(t: torch.Tensor, shape, axis: int) -> torch.Tensor:
-    """Per-line-entry values (outer, inner, L) -> per-position values (N, *S)."""
-    return t.transpose(1, 2).reshape(shape[:-1])
-
-
-def _from_positions(p: torch.Tensor, axis: int) -> torch.Tensor:
-    """Per-position values (N, *S) -> (outer, inner, L, 1), broadcastable to the weights."""
-    outer, length, inner = _axis_split(tuple(p.shape) + (1,), axis)
-    return p.reshape(outer, length, inner).transpose(1, 2).unsqueeze(-1)
-
-
-def _pairwise(a: torch.Tensor, b: torch.Tensor, axis: int) -> torch.Tensor:
-    """
-    Dot products between positions on the same line along `axis`:
-    ``out[o, i, l, l'] = <a[o, l, i, :], b[o, l', i, :]>`` for a, b of shape (N, *S, C).
-    Returns (outer, inner, L, L). Differentiable (used by :func:`criss_cross_weights`).
-    """
-    products = [torch.bmm(x, y.transpose(1, 2)) for x, y in zip(_lines(a, axis), _lines(b, axis))]
-    outer, length, inner = _axis_split(a.shape, axis)
-    stacked = products[0] if len(products) == 1 else torch.stack(products)
-    return stacked.view(outer, inner, length, length)
-
-
-def _gather_lines(weights, x, axis, out, beta, transpose=False):
-    """
-    ``out[o, l, i, :] = beta * out[o, l, i, :] + sum_l' w[o, i, l, l'] x[o, l', i, :]`` in place,
-    with w = `weights` (outer, inner, L, L) (transposed on the last two dims if `transpose`),
-    x and out channels-last (N, *S, C) contiguous. Not differentiable (used inside the Function).
-    """
-    for w, src, dst in zip(_weight_batches(weights), _lines(x, axis), _lines(out, axis)):
-        dst.baddbmm_(w.transpose(1, 2) if transpose else w, src, beta=beta)
-
-
-def _self_mask(length: int, device) -> torch.Tensor:
-    return torch.eye(length, dtype=torch.bool, device=device)
-
-
-# ----------------------------------------------------------------------------------------
 # Softmax over the union of the lines through each position
 # ----------------------------------------------------------------------------------------
-def _energies(query: torch.Tensor, key: torch.Tensor) -> List[torch.Tensor]:
-    """Per-axis energies (outer, inner, L, L) of channels-last q, k, in float32 or wider."""
-    dtype = torch.promote_types(query.dtype, torch.float32)
+def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Energies and softmax run in float32, or float64 for float64 inputs."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _energies(query, key, lines):
+    """Packed queries and keys, and the energies (B, L, L) along every axis (float32+)."""
+    dtype = _stats_dtype(query.dtype)
     query, key = query.to(dtype), key.to(dtype)
-    return [_pairwise(query, key, axis) for axis in range(1, query.dim() - 1)]
+    packed = [(ln.pack(query), ln.pack(key)) for ln in lines]
+    return packed, [Lines.pair(q, k) for q, k in packed]
 
 
-def _exp_shifted(energies, shift, shape):
-    """exp(E - shift) per axis, the position itself zeroed on every axis but the first."""
-    out = []
-    for axis, e in enumerate(energies, start=1):
-        p = torch.exp(e - _from_positions(shift, axis))
-        if axis > 1:
-            p = p.masked_fill(_self_mask(e.shape[-1], e.device), 0.0)
-        out.append(p)
-    return out
+def _accumulation_order(lines):
+    """Axes laid out channels-last come last: they accumulate into the sum in place."""
+    return sorted(range(len(lines)), key=lambda i: lines[i].is_channels_last)
 
 
-def _log_sum_exp(energies, shape) -> torch.Tensor:
-    """log of the softmax normaliser of every position, (N, *S), with max subtraction."""
+def _drop_self(weights):
+    """The position itself is kept on the first axis only: zero it on the others, in place."""
+    for w in weights[1:]:
+        w.diagonal(dim1=-2, dim2=-1).zero_()
+
+
+def _softmax_(energies, lines):
+    """
+    Turns the energies into the attention weights, in place; returns the per-position
+    log-sum-exp (N, *S). Max subtraction first, and the position itself is dropped after the
+    exponential (never a -inf fill), so no row can be empty or overflow.
+    """
     m = None
-    for axis, e in enumerate(energies, start=1):
-        line_max = _to_positions(e.amax(-1), shape, axis)
+    for ln, e in zip(lines, energies):
+        line_max = ln.unpack_scalars(e.amax(-1))
         m = line_max if m is None else torch.maximum(m, line_max)
-    z = sum(
-        _to_positions(p.sum(-1), shape, axis)
-        for axis, p in enumerate(_exp_shifted(energies, m, shape), start=1)
-    )
-    # z >= 1: the maximum energy contributes exp(0) on the axis where it was found
-    # (or, for the position itself, on the first axis).
+    for ln, e in zip(lines, energies):
+        e.sub_(ln.pack_scalars(m)).exp_()
+    _drop_self(energies)
+    z = sum(ln.unpack_scalars(e.sum(-1)) for ln, e in zip(lines, energies))
+    # z >= 1: the maximum energy contributes exp(0) on its axis (the first one for the
+    # position itself).
+    for ln, e in zip(lines, energies):
+        e.div_(ln.pack_scalars(z))
     return m + torch.log(z)
 
 
-def _softmax_weights(query: torch.Tensor, key: torch.Tensor, lse=None):
-    """Per-axis attention weights (outer, inner, L, L) and the per-position log-sum-exp."""
-    shape = tuple(query.shape[:-1]) + (1,)
-    energies = _energies(query, key)
-    if lse is None:
-        lse = _log_sum_exp(energies, shape)
-    return _exp_shifted(energies, lse, shape), lse
+def _weights_from_lse_(energies, lines, lse):
+    """The attention weights again, in place, from the energies and the saved log-sum-exp."""
+    for ln, e in zip(lines, energies):
+        e.sub_(ln.pack_scalars(lse)).exp_()
+    _drop_self(energies)
+    return energies
 
 
 @contextlib.contextmanager
@@ -164,12 +110,12 @@ def _not_traced():
 
 
 # ----------------------------------------------------------------------------------------
-# The autograd Function (channels-last in and out)
+# The autograd Function
 # ----------------------------------------------------------------------------------------
 class CrissCrossAttentionFunction(torch.autograd.Function):
     """
-    Criss-cross attention on channels-last contiguous tensors:
-    query, key (N, *S, Cq), value (N, *S, C) -> (N, *S, C), any number of spatial dims.
+    Criss-cross attention: query, key (N, Cq, *S), value (N, C, *S) -> (N, C, *S), any number
+    of spatial dims, any memory format (the output takes value's).
 
     Saves only q, k, v and one float32 log-sum-exp per position; backward recomputes the
     weights. The value products run in value's dtype, energies and softmax in float32+.
@@ -179,9 +125,13 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
     def forward(ctx, query, key, value):
         out = torch.empty_like(value)  # traced: a JIT trace's subgraph holds only this op
         with _not_traced():
-            weights, lse = _softmax_weights(query, key)
-            for axis, w in enumerate(weights, start=1):
-                _gather_lines(w.to(value.dtype), value, axis, out, beta=0 if axis == 1 else 1)
+            lines = all_lines(value)
+            _, weights = _energies(query, key, lines)
+            lse = _softmax_(weights, lines)
+            total = ChannelsLastSum(lines[0].positions, value.shape[1])
+            for i in _accumulation_order(lines):
+                total.add_gather(lines[i], weights[i].to(value.dtype), lines[i].pack(value))
+            total.write_to(out)
         ctx.save_for_backward(query, key, value, lse)
         return out
 
@@ -189,31 +139,40 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         query, key, value, lse = ctx.saved_tensors
-        grad_out = grad_out.to(value.dtype).contiguous()
-        weights, _ = _softmax_weights(query, key, lse)
-        stats_dtype = lse.dtype
-        shape = tuple(query.shape[:-1]) + (1,)
-        axes = list(enumerate(weights, start=1))
+        grad_out = grad_out.to(value.dtype)
+        lines = all_lines(value)
+        order = _accumulation_order(lines)
+        packed_qk, weights = _energies(query, key, lines)
+        weights = _weights_from_lse_(weights, lines, lse)
 
-        # d out / d w[p, j] = <g[p], v[j]>;  softmax backward needs sum_j w[p, j] dw[p, j].
-        grad_w = [_pairwise(grad_out, value, axis).to(stats_dtype) for axis, _ in axes]
-        delta = sum(_to_positions((w * gw).sum(-1), shape, axis) for (axis, w), gw in zip(axes, grad_w))
+        # out[p] = sum_j w[p, j] v[j]:  dw[p, j] = <g[p], v[j]>,  dv[j] = sum_p w[p, j] g[p].
+        # One axis at a time, so that only one axis' packed g and v are alive at once.
+        grad_v = ChannelsLastSum(lines[0].positions, value.shape[1])
+        grad_w = [None] * len(lines)
+        for i in order:
+            g = lines[i].pack(grad_out)
+            grad_v.add_gather(lines[i], weights[i].transpose(1, 2).to(g.dtype), g)
+            grad_w[i] = Lines.pair(g, lines[i].pack(value)).to(lse.dtype)
+            del g
 
-        q32, k32 = query.to(stats_dtype), key.to(stats_dtype)
-        grad_q = torch.empty_like(q32)
-        grad_k = torch.empty_like(k32)
-        grad_v = torch.empty_like(value)
-        for (axis, w), gw in zip(axes, grad_w):
-            grad_e = w * (gw - _from_positions(delta, axis))
-            beta = 0 if axis == 1 else 1
-            _gather_lines(grad_e, k32, axis, grad_q, beta)
-            _gather_lines(grad_e, q32, axis, grad_k, beta, transpose=True)
-            _gather_lines(w.to(value.dtype), grad_out, axis, grad_v, beta, transpose=True)
-        return grad_q.to(query.dtype), grad_k.to(key.dtype), grad_v
+        # Softmax backward: de[p, j] = w[p, j] (dw[p, j] - sum_j' w[p, j'] dw[p, j']).
+        delta = sum(ln.unpack_scalars((w * gw).sum(-1)) for ln, w, gw in zip(lines, weights, grad_w))
+        grad_q = ChannelsLastSum(lines[0].positions, query.shape[1])
+        grad_k = ChannelsLastSum(lines[0].positions, key.shape[1])
+        for i in order:
+            q, k = packed_qk[i]
+            grad_e = grad_w[i].sub_(lines[i].pack_scalars(delta)).mul_(weights[i])
+            grad_q.add_gather(lines[i], grad_e, k)
+            grad_k.add_gather(lines[i], grad_e.transpose(1, 2), q)
+        return (
+            grad_q.write_to(torch.empty_like(query)),
+            grad_k.write_to(torch.empty_like(key)),
+            grad_v.write_to(torch.empty_like(value)),
+        )
 
 
 # ----------------------------------------------------------------------------------------
-# Public functional API (channels-first tensors)
+# Public functional API
 # ----------------------------------------------------------------------------------------
 def _check_inputs(name, query, key, value, spatial_dims):
     dims = 2 + spatial_dims
@@ -233,30 +192,21 @@ def _check_inputs(name, query, key, value, spatial_dims):
         raise ValueError(f"{name}: empty channel or spatial dimension in {tuple(query.shape)}")
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, *S) -> (N, *S, C) contiguous; free for a channels-last tensor."""
-    return x.movedim(1, -1).contiguous()
-
-
 def _criss_cross(query, key, value):
     device_type = value.device.type
     if torch.is_autocast_enabled(device_type) and value.is_floating_point():
         # Like autocast does for matmul: the value products run in the autocast dtype.
         # Energies and softmax run in float32 inside the Function anyway.
         value = value.to(torch.get_autocast_dtype(device_type))
-    value_channels_last = value.movedim(1, -1).is_contiguous()
     # A spatial axis of size 1 only holds the position itself, which the first remaining axis
     # counts: dropping it changes nothing but the work (and makes T=1 exactly the 2D case).
     shape = value.shape
     kept = [s for s in shape[2:] if s > 1] or [1]
-    query, key, value = (t.reshape(*t.shape[:2], *kept) for t in (query, key, value))
+    if len(kept) < len(shape) - 2:
+        query, key, value = (t.reshape(*t.shape[:2], *kept) for t in (query, key, value))
     with torch.autocast(device_type, enabled=False):
-        out = CrissCrossAttentionFunction.apply(
-            _channels_last(query), _channels_last(key), _channels_last(value)
-        ).movedim(-1, 1)
-    out = out.reshape(shape)
-    # Return the memory format of `value` (a permuted view only if value was channels-last).
-    return out if value_channels_last else out.contiguous()
+        out = CrissCrossAttentionFunction.apply(query, key, value)
+    return out.reshape(shape)
 
 
 def criss_cross_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -299,7 +249,7 @@ def _off_diagonal(x: torch.Tensor) -> torch.Tensor:
 
 def criss_cross_weights(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     """
-    The 2D attention weights (differentiable, for visualisation and tests).
+    The 2D attention weights, for visualisation and tests (not differentiable).
 
     Args:
         query, key: (N, Cq, H, W).
@@ -310,9 +260,11 @@ def criss_cross_weights(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
     """
     _check_inputs("criss_cross_weights", query, key, query, spatial_dims=2)
     n, _, h, w = query.shape
-    with torch.autocast(query.device.type, enabled=False):
-        (col, row), _ = _softmax_weights(_channels_last(query), _channels_last(key))
-    col = col.permute(0, 2, 1, 3)  # (N, W, H, H') -> (N, H, W, H')
+    lines = all_lines(query)
+    with torch.no_grad(), torch.autocast(query.device.type, enabled=False):
+        _, (col, row) = _energies(query, key, lines)
+        _softmax_([col, row], lines)
+    col = col.view(n, w, h, h).transpose(1, 2)  # (N, W, H, H') -> (N, H, W, H')
     row = _off_diagonal(row.view(n, h, w, w))
     return torch.cat([col, row], dim=-1)
 

@@ -11,19 +11,19 @@ __all__ = ["criss_cross_flops", "flop_count_handles"]
 
 def criss_cross_flops(query_shape, value_channels: int) -> int:
     """
-    Multiply-adds of criss-cross attention for a channels-last query (N, *S, Cq) and C value
+    Multiply-adds of criss-cross attention for a query of shape (N, Cq, *S) and C value
     channels: every position takes (sum(S) - len(S) + 1) query-key dot products of length Cq and
     as many weighted sums of C-vectors. Softmax and masking are not counted (as fvcore does not
     count elementwise ops). The paper's convention counts 2 FLOPs per multiply-add.
     """
-    n, *spatial, qk_channels = query_shape
+    n, qk_channels, *spatial = query_shape
     reach = sum(spatial) - len(spatial) + 1
     return n * math.prod(spatial) * reach * (qk_channels + value_channels)
 
 
 def _criss_cross_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     query_shape, value_shape = get_shape(inputs[0]), get_shape(inputs[2])
-    return criss_cross_flops(query_shape, value_shape[-1])
+    return criss_cross_flops(query_shape, value_shape[1])
 
 
 def flop_count_handles() -> Dict[str, Any]:
