@@ -96,3 +96,33 @@ def test_nan_loss_stops_training_with_the_iteration_and_keeps_checkpoints(tmp_pa
     saved = torch.load(out / "model_0000002.pth", weights_only=True)
     assert saved["iteration"] == 2 and (out / "last_checkpoint").read_text() == "model_0000002.pth"
     assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize("evaluator_type", ["sem_seg", "cityscapes_sem_seg"])
+def test_semantic_datasets_are_evaluated_with_sem_seg_evaluator(evaluator_type):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+    from detectron2.evaluation import SemSegEvaluator
+
+    name = f"evaluator_case_{evaluator_type}"
+    DatasetCatalog.register(name, lambda: [{"file_name": "a.png", "sem_seg_file_name": "a_gt.png"}])
+    MetadataCatalog.get(name).set(evaluator_type=evaluator_type, stuff_classes=["a"], ignore_label=255)
+    try:
+        (evaluator,) = Trainer.build_evaluator(build_config(), name, output_folder=None)._evaluators
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert type(evaluator) is SemSegEvaluator
+
+
+def test_unknown_evaluator_type_is_named():
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    name = "evaluator_case_unknown"
+    DatasetCatalog.register(name, lambda: [])
+    MetadataCatalog.get(name).set(evaluator_type="lvis")
+    try:
+        with pytest.raises(NotImplementedError, match="evaluator_type='lvis'"):
+            Trainer.build_evaluator(build_config(), name, output_folder=None)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

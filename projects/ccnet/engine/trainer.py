@@ -75,12 +75,13 @@ class Trainer(DefaultTrainer):
         if evaluator_type == "coco":
             # The fast COCOeval is C++; pycocotools computes the same numbers.
             evaluator = COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops())
-        elif evaluator_type == "sem_seg":
+        elif evaluator_type in ("sem_seg", "cityscapes_sem_seg"):
+            # Cityscapes too: mIoU over the 19 train IDs of *_labelTrainIds.png, the paper's metric.
             evaluator = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
         else:
             raise NotImplementedError(
                 f"no evaluator for dataset '{dataset_name}' (metadata evaluator_type={evaluator_type!r}); "
-                "this trainer knows 'coco' and 'sem_seg'"
+                "this trainer knows 'coco', 'sem_seg' and 'cityscapes_sem_seg'"
             )
         return DatasetEvaluators([evaluator])
 
