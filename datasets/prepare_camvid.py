@@ -39,7 +39,7 @@ import collections
 import logging
 import os
 import sys
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional
 
 import cv2
 import numpy as np

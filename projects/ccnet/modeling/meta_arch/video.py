@@ -22,17 +22,17 @@ from ...layers import RCCA3d
 from ..heads import CCNetHead, upsample_logits
 from .semantic import CCNetSemanticSegmentor
 
-__all__ = ["CCNetVideoHead", "CCNetVideoSegmentor"]
+__all__ = ["CCNetVideoHead", "CCNetVideoSegmentor", "frames_to_clips", "clips_to_frames"]
 
 
-def _frames_to_clips(x: torch.Tensor, clip_length: int) -> torch.Tensor:
+def frames_to_clips(x: torch.Tensor, clip_length: int) -> torch.Tensor:
     """(N*T, C, H, W), the T frames of each clip consecutive -> (N, C, T, H, W)."""
     frames, channels, height, width = x.shape
     return x.reshape(frames // clip_length, clip_length, channels, height, width).transpose(1, 2)
 
 
-def _clips_to_frames(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, T, H, W) -> (N*T, C, H, W): the inverse of :func:`_frames_to_clips`."""
+def clips_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N*T, C, H, W): the inverse of :func:`frames_to_clips`."""
     n, channels, t, height, width = x.shape
     return x.transpose(1, 2).reshape(n * t, channels, height, width)
 
@@ -72,7 +72,7 @@ class CCNetVideoHead(CCNetHead):
 
     def clip_context(self, x: torch.Tensor, clip_length: int) -> torch.Tensor:
         """Per-frame features (N*T, C, H, W) -> RCCA3d output per frame (N*T, inter_channels, H, W)."""
-        return _clips_to_frames(self.context(_frames_to_clips(x, clip_length)))
+        return clips_to_frames(self.context(frames_to_clips(x, clip_length)))
 
     def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None, clip_length: int = 1):
         x = features[self.in_feature]

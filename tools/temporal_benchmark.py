@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""The temporal-context benchmark: 2D RCCA (T=1) against 3D RCCA (T=5) on synthetic clips.
+
+Trains ``configs/Synthetic-Temporal/ccnet_t1.yaml`` and ``ccnet_t5.yaml`` with ``train_net.py``
+(one after the other; the same network, data and iterations, only ``INPUT.CLIP.LENGTH``
+differs) on ``temporal_video_train`` and writes ONE table:
+
+* mIoU on ``temporal_video_val`` (the annotated middle frames; from each run's
+  ``metrics.json``), and the mIoU of the two square classes, which only a frame other than
+  the annotated one tells apart (a model that cannot see that frame is at chance between them);
+* GFLOPs (fvcore, 1 multiply-add = 1 FLOP) of predicting one annotated frame from its clip:
+  the context block (reduce conv + attention + project conv), the attention alone, and the
+  whole model (the backbone runs on all T frames);
+* peak memory of one training step (a batch of SOLVER.IMS_PER_BATCH clips) of the whole
+  model, and of the attention alone at that batch and feature size: the profiler's record of
+  allocations above what existed before (``ccnet.utils.benchmark.peak_memory_mb``);
+* the wall time of each ``train_net.py`` run (training + evaluation; load-dependent).
+
+Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
+
+    python tools/temporal_benchmark.py                          # ~10 min on 2 CPU cores
+    python tools/temporal_benchmark.py --json output/temporal_benchmark/results.json
+    python tools/temporal_benchmark.py --iters 2                # smoke test
+"""
+import argparse
+import json
+import os
+import sys
+from collections import OrderedDict
+
+import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+import torch
+from ccnet.data import build_dataset_mapper
+from ccnet.engine.cli import build_config
+from ccnet.modeling.meta_arch.video import frames_to_clips
+from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-Temporal")
+VARIANTS = OrderedDict([("ccnet_t1", "2D RCCA (T=1)"), ("ccnet_t5", "3D RCCA (T=5)")])
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
+    parser.add_argument("--output-dir", default="output/temporal_benchmark", help="one OUTPUT_DIR per variant under it")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every variant")
+    return parser
+
+
+class _Network(nn.Module):
+    """The segmentor's network on a normalised clip (T, 3, H, W): tensor in, middle-frame logits out."""
+
+    def __init__(self, segmentor):
+        super().__init__()
+        self.model = segmentor
+
+    def forward(self, clip):
+        return self.model.predict_whole_image(clip)
+
+
+def measure_cost(cfg) -> dict:
+    """GFLOPs of one clip and training-step peak memory (random weights: cost only)."""
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    context = model.sem_seg_head.context
+    mapper = build_dataset_mapper(cfg, is_train=False)  # clips with their labels, unaugmented
+    batch = [mapper(d) for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[: cfg.SOLVER.IMS_PER_BATCH]]
+
+    model.eval()
+    clip = (batch[0]["image"].float() - model.pixel_mean) / model.pixel_std
+    flops = module_gflops(_Network(model), (clip,))
+    with torch.no_grad():
+        features = model.backbone(clip)[model.sem_seg_head.in_feature]
+        reduced = frames_to_clips(context.reduce(features), len(clip))  # (1, C, T, h, w)
+
+    model.train()
+
+    def train_step():
+        sum(model(batch).values()).backward()
+
+    attention_input = reduced.expand(len(batch), -1, -1, -1, -1).clone().requires_grad_()
+
+    def attention_step():
+        context.attend(attention_input).sum().backward()
+
+    return {
+        "gflops_model": flops[""],
+        "gflops_context": flops["model.sem_seg_head.context"],
+        "gflops_attention": flops.get("model.sem_seg_head.context.attention", 0.0),
+        "peak_memory_mb_model": peak_memory_mb(train_step),
+        "peak_memory_mb_attention": peak_memory_mb(attention_step),
+        "feature_size": list(reduced.shape[-3:]),
+    }
+
+
+def run_variant(variant: str, args) -> dict:
+    config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
+    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
+    output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
+    cfg = build_config(config_file, opts)
+    print(f"{VARIANTS[variant]}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
+    run = run_train_net(os.path.join(ROOT, "train_net.py"), config_file, output_dir, opts, cwd=ROOT)
+    metrics = run["metrics"]
+    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    cue_classes = [metadata.stuff_classes[c] for c in metadata.cue_dependent_classes]
+    print(f"{VARIANTS[variant]}: measuring FLOPs and memory", file=sys.stderr, flush=True)
+    return {
+        "name": VARIANTS[variant],
+        "config": os.path.relpath(config_file, ROOT),
+        "clip_length": cfg.INPUT.CLIP.LENGTH,
+        "iterations": cfg.SOLVER.MAX_ITER,
+        "mIoU": metrics["sem_seg/mIoU"],
+        "IoU": {c: metrics[f"sem_seg/IoU-{c}"] for c in metadata.stuff_classes},
+        "cue_classes": cue_classes,
+        "cue_mIoU": sum(metrics[f"sem_seg/IoU-{c}"] for c in cue_classes) / len(cue_classes),
+        **measure_cost(cfg),
+        "train_and_eval_seconds": run["seconds"],
+    }
+
+
+def markdown_table(results: dict) -> str:
+    first = next(iter(results.values()))
+    t, h, w = first["feature_size"]
+    lines = [
+        f"temporal_video_val, {first['iterations']} iterations per variant; the two square classes "
+        f"({', '.join(first['cue_classes'])}) are told apart only by another frame of the clip "
+        f"(chance between them: 50% accuracy); costs per clip of 64x64 frames (features {h}x{w} per frame)",
+        "",
+        "| model | T | mIoU | square classes mIoU | IoU background / disc | GFLOPs context (attention) "
+        "| GFLOPs model | peak MB attention | peak MB train step | train + eval (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results.values():
+        iou = r["IoU"]
+        lines.append(
+            f"| {r['name']} | {r['clip_length']} | {r['mIoU']:.1f} | {r['cue_mIoU']:.1f} "
+            f"| {iou['background']:.1f} / {iou['disc']:.1f} "
+            f"| {r['gflops_context']:.4f} ({r['gflops_attention']:.5f}) | {r['gflops_model']:.3f} "
+            f"| {r['peak_memory_mb_attention']:.2f} | {r['peak_memory_mb_model']:.0f} | {r['train_and_eval_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = argument_parser().parse_args(argv)
+    results = OrderedDict((variant, run_variant(variant, args)) for variant in args.variants)
+    print(markdown_table(results))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
