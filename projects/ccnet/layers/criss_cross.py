@@ -26,7 +26,7 @@ from typing import List
 import torch
 from torch.autograd.function import once_differentiable
 
-from .line_layout import ChannelsLastSum, Lines, all_lines
+from .line_layout import LineSum, accumulation_order, all_lines, common_memory_format
 
 __all__ = [
     "criss_cross_attention",
@@ -46,16 +46,11 @@ def _stats_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _energies(query, key, lines):
-    """Packed queries and keys, and the energies (B, L, L) along every axis (float32+)."""
+    """Lines of queries and keys, and the energies (B, L, L) along every axis (float32+)."""
     dtype = _stats_dtype(query.dtype)
     query, key = query.to(dtype), key.to(dtype)
-    packed = [(ln.pack(query), ln.pack(key)) for ln in lines]
-    return packed, [Lines.pair(q, k) for q, k in packed]
-
-
-def _accumulation_order(lines):
-    """Axes laid out channels-last come last: they accumulate into the sum in place."""
-    return sorted(range(len(lines)), key=lambda i: lines[i].is_channels_last)
+    packed = [(ln.chunks(query), ln.chunks(key)) for ln in lines]
+    return packed, [ln.pair(q, k, dtype) for ln, (q, k) in zip(lines, packed)]
 
 
 def _drop_self(weights):
@@ -115,7 +110,7 @@ def _not_traced():
 class CrissCrossAttentionFunction(torch.autograd.Function):
     """
     Criss-cross attention: query, key (N, Cq, *S), value (N, C, *S) -> (N, C, *S), any number
-    of spatial dims, any memory format (the output takes value's).
+    of spatial dims; the output takes value's memory format (NC* or channels-last).
 
     Saves only q, k, v and one float32 log-sum-exp per position; backward recomputes the
     weights. The value products run in value's dtype, energies and softmax in float32+.
@@ -123,15 +118,16 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, value):
-        out = torch.empty_like(value)  # traced: a JIT trace's subgraph holds only this op
+        # Created while traced (a JIT trace's subgraph then holds only this op), filled in place.
+        out = torch.empty_like(value, memory_format=common_memory_format(value))
         with _not_traced():
+            query, key, value = _same_layout(query, key, value, like=value)
             lines = all_lines(value)
             _, weights = _energies(query, key, lines)
             lse = _softmax_(weights, lines)
-            total = ChannelsLastSum(lines[0].positions, value.shape[1])
-            for i in _accumulation_order(lines):
-                total.add_gather(lines[i], weights[i].to(value.dtype), lines[i].pack(value))
-            total.write_to(out)
+            total = LineSum(out)
+            for i in accumulation_order(lines):
+                total.add(lines[i], weights[i], lines[i].chunks(value))
         ctx.save_for_backward(query, key, value, lse)
         return out
 
@@ -139,36 +135,41 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         query, key, value, lse = ctx.saved_tensors
-        grad_out = grad_out.to(value.dtype)
+        (grad_out,) = _same_layout(grad_out.to(value.dtype), like=value)
         lines = all_lines(value)
-        order = _accumulation_order(lines)
+        order = accumulation_order(lines)
         packed_qk, weights = _energies(query, key, lines)
         weights = _weights_from_lse_(weights, lines, lse)
 
         # out[p] = sum_j w[p, j] v[j]:  dw[p, j] = <g[p], v[j]>,  dv[j] = sum_p w[p, j] g[p].
-        # One axis at a time, so that only one axis' packed g and v are alive at once.
-        grad_v = ChannelsLastSum(lines[0].positions, value.shape[1])
+        # One axis at a time, so that at most one axis' packed g and v are alive at once.
+        grad_v = torch.empty_like(value)
+        grad_v_sum = LineSum(grad_v)
         grad_w = [None] * len(lines)
         for i in order:
-            g = lines[i].pack(grad_out)
-            grad_v.add_gather(lines[i], weights[i].transpose(1, 2).to(g.dtype), g)
-            grad_w[i] = Lines.pair(g, lines[i].pack(value)).to(lse.dtype)
+            g = lines[i].chunks(grad_out)
+            grad_v_sum.add(lines[i], weights[i].transpose(1, 2), g)
+            grad_w[i] = lines[i].pair(g, lines[i].chunks(value), lse.dtype)
             del g
 
         # Softmax backward: de[p, j] = w[p, j] (dw[p, j] - sum_j' w[p, j'] dw[p, j']).
         delta = sum(ln.unpack_scalars((w * gw).sum(-1)) for ln, w, gw in zip(lines, weights, grad_w))
-        grad_q = ChannelsLastSum(lines[0].positions, query.shape[1])
-        grad_k = ChannelsLastSum(lines[0].positions, key.shape[1])
+        grad_q = torch.empty_like(query, dtype=lse.dtype)
+        grad_k = torch.empty_like(key, dtype=lse.dtype)
+        grad_q_sum, grad_k_sum = LineSum(grad_q), LineSum(grad_k)
         for i in order:
             q, k = packed_qk[i]
             grad_e = grad_w[i].sub_(lines[i].pack_scalars(delta)).mul_(weights[i])
-            grad_q.add_gather(lines[i], grad_e, k)
-            grad_k.add_gather(lines[i], grad_e.transpose(1, 2), q)
-        return (
-            grad_q.write_to(torch.empty_like(query)),
-            grad_k.write_to(torch.empty_like(key)),
-            grad_v.write_to(torch.empty_like(value)),
-        )
+            grad_q_sum.add(lines[i], grad_e, k)
+            grad_k_sum.add(lines[i], grad_e.transpose(1, 2), q)
+        return grad_q.to(query.dtype), grad_k.to(key.dtype), grad_v
+
+
+def _same_layout(*tensors, like):
+    """The tensors in the memory format of `like` (NC* unless it is channels-last): one layout
+    for all lines. A copy only where a tensor differs."""
+    memory_format = common_memory_format(like)
+    return tuple(t.contiguous(memory_format=memory_format) for t in tensors)
 
 
 # ----------------------------------------------------------------------------------------
