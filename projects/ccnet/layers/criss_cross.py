@@ -49,7 +49,7 @@ def _energies(query, key, lines):
     """Lines of queries and keys, and the energies (B, L, L) along every axis (float32+)."""
     dtype = _stats_dtype(query.dtype)
     query, key = query.to(dtype), key.to(dtype)
-    packed = [(ln.chunks(query), ln.chunks(key)) for ln in lines]
+    packed = [(ln.pack(query), ln.pack(key)) for ln in lines]
     return packed, [ln.pair(q, k, dtype) for ln, (q, k) in zip(lines, packed)]
 
 
@@ -127,7 +127,7 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
             lse = _softmax_(weights, lines)
             total = LineSum(out)
             for i in accumulation_order(lines):
-                total.add(lines[i], weights[i], lines[i].chunks(value))
+                total.add(lines[i], weights[i], lines[i].pack(value))
         ctx.save_for_backward(query, key, value, lse)
         return out
 
@@ -147,9 +147,9 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
         grad_v_sum = LineSum(grad_v)
         grad_w = [None] * len(lines)
         for i in order:
-            g = lines[i].chunks(grad_out)
+            g = lines[i].pack(grad_out)
             grad_v_sum.add(lines[i], weights[i].transpose(1, 2), g)
-            grad_w[i] = lines[i].pair(g, lines[i].chunks(value), lse.dtype)
+            grad_w[i] = lines[i].pair(g, lines[i].pack(value), lse.dtype)
             del g
 
         # Softmax backward: de[p, j] = w[p, j] (dw[p, j] - sum_j' w[p, j'] dw[p, j']).

@@ -7,11 +7,13 @@ all the lines of an axis. How the lines of a ``(N, C, *S)`` tensor become batche
 decides most of the speed on CPU, where permuted copies of 512-channel features cost as much as
 the products themselves:
 
-* *native*: the axis is innermost in memory (the rows of an NCHW tensor), or innermost after
-  the channels (channels-last): the lines are strided **views**, no copy; results are
-  accumulated in place with ``baddbmm_``;
-* *rotated*: the packed dim order is a rotation of the memory order (the columns, from NCHW
-  or channels-last): the copy is one 2D transpose per sample, which PyTorch runs cache-blocked;
+* the rows of a channels-last tensor are already packed: a view, results accumulate in place;
+* the rows of an NCHW tensor are packed by a copy that moves contiguous runs of W values
+  (about as fast as a plain copy); strided views would avoid it, but ``bmm`` then runs one
+  small GEMM per line, which is slow when the two cores are shared;
+* the columns: the packed dim order is a rotation of the memory order, so the copy is one 2D
+  transpose per sample, which PyTorch runs cache-blocked (several times faster on CPU than a
+  general permuted copy);
 * otherwise (the middle axis of a 3D clip) a general permuted copy.
 
 Dims are named by their index in ``(N, C, *S)``: 0 = batch, 1 = channels, 2 + a = spatial axis a.
@@ -80,12 +82,20 @@ def copy_permuted(x: torch.Tensor, target: List[int], out: Optional[torch.Tensor
 class Lines:
     """
     The lines along spatial axis `axis` of tensors (N, *, *S) laid out in memory order
-    `source_order` (all tensors given to one instance must share it).
+    `source_order` (all tensors given to one instance should share it; others are still
+    handled correctly, only slower).
 
-    Lines are handed out as lists of (B_i, L, C) batched-matrix views ("chunks", one per sample
-    when the batch dims of a strided view cannot be merged), whose rows are the positions on
-    the line; B = sum B_i = N * prod(S) / L, ordered (N, other axes in order). A channel-major
-    layout is stored (B, C, L) and handed out transposed (a BLAS transpose flag, no copy).
+    Packed lines are handed out as (B, L, C) batched-matrix views whose rows are the positions on
+    the line, B = N * prod(S) / L ordered (N, other axes in order). A channel-major layout is
+    stored (B, C, L) and handed out transposed (a BLAS transpose flag, no copy).
+
+    Layouts, cheapest first:
+
+    * ``free``: channels-last source, last axis: the tensor itself is (B, L, C), no copy;
+    * the axis is innermost in memory (NC* source, last axis): (B, C, L), a copy that moves
+      contiguous runs of L values;
+    * a rotation of the memory order (first axis): one 2D transpose per sample;
+    * otherwise (middle axis of a 3D clip): (B, L, C), a general permuted copy.
     """
 
     def __init__(self, positions, axis: int, source_order: Optional[List[int]]):
@@ -96,37 +106,30 @@ class Lines:
         others = [d for d in range(2, len(positions) + 1) if d != self.dim]
         position_major = [0] + others + [self.dim, 1]
         channel_major = [0] + others + [1, self.dim]
-        self.native = source_order is not None and (
-            source_order[-1] == self.dim or source_order[-2:] == [self.dim, 1]
-        )
-        if self.native:
-            self.order = channel_major if source_order[-1] == self.dim else position_major
-        elif source_order is not None and _rotation(source_order, channel_major) is not None:
+        known = source_order is not None
+        self.free = known and source_order == position_major
+        if known and (source_order[-1] == self.dim or _rotation(source_order, channel_major) is not None):
             self.order = channel_major
         else:
             self.order = position_major
         self.source_order = source_order
         self.channel_major = self.order[-1] == self.dim
 
-    def _matrices(self, y: torch.Tensor, channels: int) -> torch.Tensor:
-        if self.channel_major:
-            return y.view(-1, channels, self.length).transpose(1, 2)
-        return y.view(-1, self.length, channels)
-
-    def chunks(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """(N, C, *S) -> list of (B_i, L, C) views (native layout) or one packed copy."""
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, *S) -> (B, L, C) view of the packed lines (x itself if the layout is free)."""
+        packed = copy_permuted(x, self.order, source_order=self.source_order)
         c = x.shape[1]
-        if self.native:
-            y = x.permute(self.order)
-            try:
-                return [self._matrices(y, c)]
-            except RuntimeError:  # the batch dims of a strided view do not merge across samples
-                return [self._matrices(y[i], c) for i in range(y.shape[0])]
-        return [self._matrices(copy_permuted(x, self.order, source_order=self.source_order), c)]
+        if self.channel_major:
+            return packed.view(-1, c, self.length).transpose(1, 2)
+        return packed.view(-1, self.length, c)
 
-    def split(self, t: torch.Tensor, chunks: List[torch.Tensor]) -> List[torch.Tensor]:
-        """Split a per-line tensor (B, ...) like `chunks`."""
-        return list(t.split([c.shape[0] for c in chunks]))
+    def unpack(self, lines: torch.Tensor) -> torch.Tensor:
+        """Packed (B, L, C) lines in this layout -> a (N, C, *S) view of them."""
+        stored = lines.transpose(1, 2) if self.channel_major else lines
+        sizes = {0: self.positions[0], 1: lines.shape[-1]}
+        sizes.update({2 + a: s for a, s in enumerate(self.positions[1:])})
+        memory = stored.view([sizes[d] for d in self.order])
+        return memory.permute([self.order.index(d) for d in range(len(self.order))])
 
     # -- per-position scalars (N, *S) <-> (B, L, 1) -------------------------------------------
     def pack_scalars(self, p: torch.Tensor) -> torch.Tensor:
@@ -139,20 +142,15 @@ class Lines:
         return t.reshape(*others, self.length).movedim(-1, self.dim - 1)
 
     # -- products along the lines -----------------------------------------------------------
-    def pair(self, a: List[torch.Tensor], b: List[torch.Tensor], dtype) -> torch.Tensor:
-        """(B, L, L'): dot products <a[b, l], b[b, l']> between chunked lines."""
-        out = torch.empty(self.batch, self.length, self.length, dtype=dtype, device=a[0].device)
-        for x, y, o in zip(a, b, self.split(out, a)):
-            if x.dtype == dtype:
-                torch.bmm(x, y.transpose(1, 2), out=o)
-            else:  # e.g. bfloat16 lines, float32 energies
-                o.copy_(torch.bmm(x, y.transpose(1, 2)))
-        return out
+    @staticmethod
+    def pair(a: torch.Tensor, b: torch.Tensor, dtype) -> torch.Tensor:
+        """(B, L, L'): dot products <a[b, l], b[b, l']> between packed lines, in `dtype`."""
+        return torch.bmm(a, b.transpose(1, 2)).to(dtype)
 
     def gather(self, weights: torch.Tensor, x: torch.Tensor, out: Optional[torch.Tensor] = None, beta: float = 0.0):
         """
-        ``sum_l' weights[b, l, l'] x[b, l', :]`` for one chunk x (B_i, L, C), as a chunk in this
-        layout; added into `out` (a chunk view, scaled by `beta` first) if given.
+        ``sum_l' weights[b, l, l'] x[b, l', :]`` for packed lines x (B, L, C), as packed lines in
+        this layout; added into `out` (packed lines of this layout, scaled by `beta` first) if given.
         """
         weights = weights.to(x.dtype)
         if self.channel_major:  # stored (B, C, L) = x^T (B, C, L') @ weights^T
@@ -163,14 +161,6 @@ class Lines:
         if out is None:
             return torch.bmm(weights, x)
         return out.baddbmm_(weights, x, beta=beta)
-
-    def as_tensor(self, chunk: torch.Tensor, channels: int) -> torch.Tensor:
-        """A packed single chunk (B, L, C) -> a (N, C, *S) view of it."""
-        stored = chunk.transpose(1, 2) if self.channel_major else chunk
-        sizes = {0: self.positions[0], 1: channels}
-        sizes.update({2 + a: s for a, s in enumerate(self.positions[1:])})
-        memory = stored.reshape([sizes[d] for d in self.order])
-        return memory.permute([self.order.index(d) for d in range(len(self.order))])
 
 
 def all_lines(x: torch.Tensor) -> List[Lines]:
@@ -183,9 +173,9 @@ def all_lines(x: torch.Tensor) -> List[Lines]:
 class LineSum:
     """
     ``dest = sum over axes of lines.gather(weights, x)``, written into `dest` (N, C, *S), laid
-    out like the tensors the lines were made for. Native axes accumulate in place (``baddbmm_``
-    on views of dest), so callers :meth:`add` them last; the others go through one transposing
-    copy each.
+    out like the tensors the lines were made for. An axis whose layout is free accumulates in
+    place (``baddbmm_`` on a view of dest), so callers :meth:`add` those last (see
+    :func:`accumulation_order`); the others are copied or added through a (transposing) copy.
     """
 
     def __init__(self, dest: torch.Tensor):
@@ -193,23 +183,21 @@ class LineSum:
         self.order = memory_order(dest)
         self.written = False
 
-    def add(self, lines: Lines, weights: torch.Tensor, x: List[torch.Tensor]) -> None:
-        if lines.native:
-            for w, xi, di in zip(lines.split(weights, x), x, lines.chunks(self.dest)):
-                lines.gather(w, xi, out=di, beta=1.0 if self.written else 0.0)
+    def add(self, lines: Lines, weights: torch.Tensor, x: torch.Tensor) -> None:
+        if lines.free and self.order == lines.order:
+            lines.gather(weights, x, out=lines.pack(self.dest), beta=1.0 if self.written else 0.0)
         else:
-            (xi,) = x
-            result = lines.as_tensor(lines.gather(weights, xi), self.dest.shape[1])
+            result = lines.unpack(lines.gather(weights, x))
             if not self.written:
                 copy_permuted(result, self.order, out=self.dest.permute(self.order), source_order=lines.order)
             elif _rotation(lines.order, self.order) is not None:
-                self.dest.add_(copy_permuted(result, self.order, source_order=lines.order).permute(
-                    [self.order.index(d) for d in range(len(self.order))]))
+                inverse = [self.order.index(d) for d in range(len(self.order))]
+                self.dest.add_(copy_permuted(result, self.order, source_order=lines.order).permute(inverse))
             else:
                 self.dest.add_(result)
         self.written = True
 
 
 def accumulation_order(lines: List[Lines]) -> List[int]:
-    """Axis indices, native ones last (they accumulate in place into a LineSum)."""
-    return sorted(range(len(lines)), key=lambda i: lines[i].native)
+    """Axis indices, free ones last (they accumulate in place into a LineSum)."""
+    return sorted(range(len(lines)), key=lambda i: lines[i].free)
