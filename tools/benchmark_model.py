@@ -1,0 +1,220 @@
+#!/usr/bin/env python
+"""Train-step time and peak memory of Mask R-CNN R-50-FPN: baseline vs +RCCA vs +NL vs +RCCA-FPN.
+
+All variants are built from the shipped COCO configs (random weights: the cost does not depend
+on them), fed the same synthetic batch (``--size`` x ``--size`` images with a few box/mask
+instances), and timed side by side: the steps of the variants are interleaved round by round,
+so machine load affects them alike, and the median step time is reported with its ratio to the
+baseline. Peak memory of one training step is measured separately for each variant:
+
+* CUDA: ``torch.cuda.max_memory_allocated`` during the step, above what was allocated before it;
+* CPU: the peak resident memory (VmHWM) of a fresh process during the step, above its resident
+  memory just before it; large blocks are mmap-allocated so that freed memory is not counted.
+
+Both are measured on a second step, so gradients and optimizer state are not counted.
+
+Prints a Markdown table; ``--json`` also writes the numbers as JSON. Examples::
+
+    python tools/benchmark_model.py                          # CPU, 512-px images
+    python tools/benchmark_model.py --device cuda --rounds 20 --json bench.json
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+import torch
+from ccnet.engine.cli import build_config
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation")
+VARIANTS = {
+    "baseline": "mask_rcnn_R_50_FPN_1x.yaml",
+    "+RCCA (res4)": "mask_rcnn_R_50_FPN_1x_rcca.yaml",
+    "+NL (res4)": "mask_rcnn_R_50_FPN_1x_nl.yaml",
+    "+RCCA (FPN res5 lateral)": "mask_rcnn_R_50_FPN_1x_rcca_fpn.yaml",
+}
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--size", type=int, default=512, help="image height and width, pixels")
+    parser.add_argument("--images-per-batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="timed steps per variant (after 1 warm-up step)")
+    parser.add_argument("--instances", type=int, default=5, help="ground-truth instances per image")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    return parser
+
+
+def build_variant(config_name: str, device: str):
+    cfg = build_config(os.path.join(CONFIG_DIR, config_name), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device])
+    model = build_model(cfg)
+    model.train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    return model, optimizer
+
+
+def synthetic_batch(size: int, images: int, instances: int, device: str, num_classes: int = 80):
+    """``images`` random images, each with ``instances`` box-shaped ground-truth masks."""
+    generator = torch.Generator().manual_seed(0)
+    batch = []
+    for _ in range(images):
+        corners = torch.randint(0, size // 2, (instances, 2), generator=generator)
+        extents = torch.randint(size // 16, size // 2, (instances, 2), generator=generator)
+        boxes = torch.cat([corners, corners + extents], dim=1)
+        masks = torch.zeros(instances, size, size, dtype=torch.bool)
+        for mask, (x0, y0, x1, y1) in zip(masks, boxes.tolist()):
+            mask[y0:y1, x0:x1] = True
+        target = Instances((size, size))
+        target.gt_boxes = Boxes(boxes.float())
+        target.gt_classes = torch.randint(0, num_classes, (instances,), generator=generator)
+        target.gt_masks = BitMasks(masks)
+        image = torch.randint(0, 256, (3, size, size), generator=generator, dtype=torch.uint8).float()
+        batch.append({"image": image.to(device), "instances": target.to(device), "height": size, "width": size})
+    return batch
+
+
+def train_step(model, optimizer, batch) -> None:
+    with EventStorage():  # Detectron2's heads log to it
+        losses = model(batch)
+    optimizer.zero_grad()
+    sum(losses.values()).backward()
+    optimizer.step()
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_variants(args) -> dict:
+    """Median seconds per training step of each variant, steps interleaved round by round."""
+    models = {name: build_variant(config, args.device) for name, config in VARIANTS.items()}
+    batch = synthetic_batch(args.size, args.images_per_batch, args.instances, args.device)
+    times = {name: [] for name in models}
+    for round_index in range(args.rounds + 1):
+        for name, (model, optimizer) in models.items():
+            torch.manual_seed(round_index)  # same proposal sampling in every variant
+            synchronize(args.device)
+            start = time.perf_counter()
+            train_step(model, optimizer, batch)
+            synchronize(args.device)
+            if round_index > 0:  # round 0 warms up
+                times[name].append(time.perf_counter() - start)
+        print(f"  round {round_index}/{args.rounds} done", file=sys.stderr, flush=True)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _memory_status_mb(field: str) -> float:
+    """A field of /proc/self/status in MB: VmRSS (resident now) or VmHWM (peak resident)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def step_peak_memory_mb(config_name: str, args) -> float:
+    """Peak memory of a training step above the memory in use before it (MB), after one
+    warm-up step (gradients and optimizer state exist from then on)."""
+    model, optimizer = build_variant(config_name, args.device)
+    batch = synthetic_batch(args.size, args.images_per_batch, args.instances, args.device)
+    torch.manual_seed(0)
+    train_step(model, optimizer, batch)
+    torch.manual_seed(0)
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        train_step(model, optimizer, batch)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident size (Linux)
+    before = _memory_status_mb("VmRSS")
+    train_step(model, optimizer, batch)
+    return _memory_status_mb("VmHWM") - before
+
+
+def _memory_worker(config_name, args, queue) -> None:
+    torch.set_num_threads(1)  # memory does not depend on threads; leave the cores to the others
+    queue.put(step_peak_memory_mb(config_name, args))
+
+
+def measure_memory(args) -> dict:
+    """Each variant in a fresh process, so peaks and cached memory do not carry over. On CPU
+    the children allocate blocks of 64 kB and more with mmap, so freed memory leaves the
+    resident set at once instead of hiding the next step's peak in the allocator's cache."""
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    environment = dict(os.environ)
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # glibc; read by the children at start-up
+    try:
+        for name, config in VARIANTS.items():
+            queue = context.Queue()
+            process = context.Process(target=_memory_worker, args=(config, args, queue))
+            process.start()
+            results[name] = queue.get()
+            process.join()
+            if process.exitcode != 0:
+                raise RuntimeError(f"memory measurement of {name} failed (exit code {process.exitcode})")
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+    return results
+
+
+def markdown_table(step_seconds: dict, memory_mb: dict, args) -> str:
+    baseline_time, baseline_memory = step_seconds["baseline"], memory_mb["baseline"]
+    lines = [
+        f"Mask R-CNN R-50-FPN training step, {args.images_per_batch} x {args.size}x{args.size} image(s), "
+        f"{args.device}, median of {args.rounds} interleaved steps",
+        "",
+        "| model | step time (s) | vs baseline | step peak memory (MB) | vs baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for name in VARIANTS:
+        lines.append(
+            f"| {name} | {step_seconds[name]:.3f} | {step_seconds[name] / baseline_time:.3f}x "
+            f"| {memory_mb[name]:.0f} | {memory_mb[name] / baseline_memory:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = argument_parser().parse_args(argv)
+    print(f"Timing {len(VARIANTS)} variants side by side on {args.device} ...", file=sys.stderr, flush=True)
+    step_seconds = time_variants(args)
+    print("Measuring peak memory (one process per variant) ...", file=sys.stderr, flush=True)
+    memory_mb = measure_memory(args)
+    print(markdown_table(step_seconds, memory_mb, args))
+    results = {
+        "settings": {k: v for k, v in vars(args).items() if k != "json"},
+        "torch_threads": torch.get_num_threads(),
+        "variants": {
+            name: {
+                "config": f"configs/COCO-InstanceSegmentation/{VARIANTS[name]}",
+                "step_seconds": step_seconds[name],
+                "step_time_ratio": step_seconds[name] / step_seconds["baseline"],
+                "step_peak_memory_mb": memory_mb[name],
+                "memory_ratio": memory_mb[name] / memory_mb["baseline"],
+            }
+            for name in VARIANTS
+        },
+    }
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

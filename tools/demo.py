@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Draw a model's predictions on images or videos, like Detectron2's ``demo/demo.py``.
+
+Works with every project config: instance models (boxes + masks) and semantic models
+("sem_seg" outputs). Overlays are drawn with Detectron2's ``Visualizer`` and written to
+``--output`` (images as PNG under their own names, videos as MP4).
+
+Examples::
+
+    python tools/demo.py --config-file configs/Quickstart/mask_rcnn_rcca_shapes.yaml \\
+        --input datasets/shapes_instances/val/00000*.png --output output/demo/visualizations \\
+        --opts MODEL.WEIGHTS output/demo/model_final.pth
+    python tools/demo.py --config-file CONFIG --input photos/ clip.mp4 --output out/ \\
+        --opts MODEL.WEIGHTS model.pth
+"""
+import argparse
+import glob
+import logging
+import os
+import sys
+
+import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+import cv2
+import numpy as np
+import tqdm
+from ccnet.engine.cli import build_config
+from detectron2.data import MetadataCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.engine import DefaultPredictor
+from detectron2.utils.logger import setup_logger
+from detectron2.utils.video_visualizer import VideoVisualizer
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="a project config")
+    parser.add_argument(
+        "--input", nargs="+", required=True, help="images, folders (their images and videos), globs, or video files"
+    )
+    parser.add_argument("--output", required=True, help="folder for the drawn images / videos")
+    parser.add_argument(
+        "--confidence-threshold", type=float, default=0.5, help="minimum score of instances to draw"
+    )
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser
+
+
+def expand_inputs(patterns):
+    """Files named by ``patterns`` (files, folders, globs), in order; errors name what is missing."""
+    files = []
+    for pattern in patterns:
+        if os.path.isdir(pattern):
+            found = sorted(
+                os.path.join(pattern, name)
+                for name in os.listdir(pattern)
+                if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+            )
+            if not found:
+                raise FileNotFoundError(f"folder {pattern!r} has no image or video files")
+        elif glob.has_magic(pattern):
+            found = sorted(glob.glob(os.path.expanduser(pattern)))
+            if not found:
+                raise FileNotFoundError(f"no file matches {pattern!r}")
+        elif os.path.isfile(pattern):
+            found = [pattern]
+        else:
+            raise FileNotFoundError(f"input {pattern!r} does not exist")
+        files.extend(found)
+    return files
+
+
+def draw_predictions(visualizer, predictions: dict, confidence_threshold: float):
+    """Draw what the model returned: "instances" (scores >= threshold) or "sem_seg" (argmax)."""
+    if "instances" in predictions:
+        instances = predictions["instances"].to("cpu")
+        return visualizer.draw_instance_predictions(instances[instances.scores >= confidence_threshold])
+    if "sem_seg" in predictions:
+        return visualizer.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
+    raise ValueError(f"nothing to draw: the model returned {sorted(predictions)}, not 'instances' or 'sem_seg'")
+
+
+def read_input_image(path: str, image_format: str) -> np.ndarray:
+    """The image at ``path`` in the model's format, or an error naming the file."""
+    try:
+        return read_image(path, format=image_format)
+    except Exception as e:  # PIL / OS errors do not always say which file
+        raise RuntimeError(f"cannot read image {path!r}: {e}") from e
+
+
+def to_rgb(image: np.ndarray, image_format: str) -> np.ndarray:
+    return image[:, :, ::-1] if image_format == "BGR" else image
+
+
+class Demo:
+    """A predictor plus a visualizer for one config."""
+
+    def __init__(self, cfg, confidence_threshold: float):
+        self.predictor = DefaultPredictor(cfg)
+        self.image_format = cfg.INPUT.FORMAT
+        self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
+        self.confidence_threshold = confidence_threshold
+
+    def run_on_image(self, path: str, output_path: str) -> None:
+        image = read_input_image(path, self.image_format)
+        visualizer = Visualizer(to_rgb(image, self.image_format), self.metadata, instance_mode=ColorMode.IMAGE)
+        drawn = draw_predictions(visualizer, self.predictor(image), self.confidence_threshold)
+        if not cv2.imwrite(output_path, drawn.get_image()[:, :, ::-1]):
+            raise OSError(f"could not write {output_path}")
+
+    def run_on_video(self, path: str, output_path: str) -> None:
+        video = cv2.VideoCapture(path)
+        if not video.isOpened():
+            raise RuntimeError(f"cannot open video {path!r}")
+        fps = video.get(cv2.CAP_PROP_FPS) or 25.0
+        width, height = int(video.get(cv2.CAP_PROP_FRAME_WIDTH)), int(video.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        writer = cv2.VideoWriter(output_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        visualizer = VideoVisualizer(self.metadata, ColorMode.IMAGE)
+        try:
+            for _ in tqdm.tqdm(range(int(video.get(cv2.CAP_PROP_FRAME_COUNT))), desc=os.path.basename(path)):
+                ok, frame_bgr = video.read()
+                if not ok:
+                    break
+                frame = frame_bgr if self.image_format == "BGR" else frame_bgr[:, :, ::-1]
+                predictions = self.predictor(frame)
+                drawn = draw_predictions(
+                    _FrameVisualizer(visualizer, frame_bgr[:, :, ::-1]), predictions, self.confidence_threshold
+                )
+                writer.write(drawn.get_image()[:, :, ::-1])
+        finally:
+            video.release()
+            writer.release()
+
+
+class _FrameVisualizer:
+    """Adapts :class:`VideoVisualizer` (frame passed per call) to the ``Visualizer`` calls above."""
+
+    def __init__(self, video_visualizer: VideoVisualizer, frame_rgb: np.ndarray):
+        self.video_visualizer, self.frame = video_visualizer, frame_rgb
+
+    def draw_instance_predictions(self, instances):
+        return self.video_visualizer.draw_instance_predictions(self.frame, instances)
+
+    def draw_sem_seg(self, sem_seg):
+        return self.video_visualizer.draw_sem_seg(self.frame, sem_seg)
+
+
+def main(argv=None) -> list:
+    args = argument_parser().parse_args(argv)
+    setup_logger(name="ccnet")
+    logger = logging.getLogger("ccnet")
+    cfg = build_config(args.config_file, args.opts)
+    cfg.freeze()
+    inputs = expand_inputs(args.input)
+    os.makedirs(args.output, exist_ok=True)
+    demo = Demo(cfg, args.confidence_threshold)
+    written = []
+    for path in tqdm.tqdm(inputs, desc="images", disable=len(inputs) < 2):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if path.lower().endswith(VIDEO_EXTENSIONS):
+            output_path = os.path.join(args.output, stem + ".mp4")
+            demo.run_on_video(path, output_path)
+        else:
+            output_path = os.path.join(args.output, stem + ".png")
+            demo.run_on_image(path, output_path)
+        written.append(output_path)
+    logger.info(f"Wrote {len(written)} file(s) to {args.output}")
+    return written
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
