@@ -14,10 +14,13 @@ Variants (all measured in one run, times interleaved):
   dense_core    dense softmax(Q^T K) V on the same q, k, v
 
 FLOPs: fvcore's counter, which counts one per multiply-add (the paper counts two).
-Peak memory of forward+backward: CUDA, the allocator's peak above the inputs; CPU, the growth of
-the resident set (ru_maxrss) of a fresh subprocess per variant, with glibc told to mmap (and so
-return) every allocation above 64 KiB, so that the resident set follows the live tensors.
-Time: median over --repeats runs, variants interleaved, after one warm-up run each.
+Peak memory of forward+backward: CUDA, the allocator's peak above the inputs; CPU, in a fresh
+subprocess per variant, the resident-set high-water mark (VmHWM, reset through
+/proc/self/clear_refs once the inputs exist) minus the resident set before the run; glibc is
+told to mmap (and so return) every allocation above 64 KiB, so the resident set follows the live
+tensors.
+Time: median over --repeats runs (at most 3 for variants slower than 1.5 s per run), variants
+interleaved, after one warm-up run each.
 
 Usage:
   python tools/benchmark_attention.py [--size 97] [--channels 512] [--batch 1] [--device cpu]
@@ -26,7 +29,6 @@ Usage:
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +56,9 @@ VARIANTS = {
     "cc_straight": "straightforward CCA (core, reference)",
     "dense_core": "dense softmax(QKᵀ)V (core)",
 }
+
+
+HEAVY_S = 1.5  # keeps a default CPU run (where NL and the dense core take seconds) short
 
 
 class _Functional(nn.Module):
@@ -134,13 +139,18 @@ def count_gflops(module, inputs):
         return analysis.total() / 1e9
 
 
-def _rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _proc_status_mb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _maxrss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def _reset_peak_rss():
+    """Reset the resident-set high-water mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def measure_memory_here(name, args):
@@ -157,13 +167,13 @@ def measure_memory_here(name, args):
         _sync(args.device)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     # CPU, in a fresh process: load the libraries with a tiny run, then measure one real run.
+    # The peak is the process' high-water mark (VmHWM) after resetting it to the current RSS.
     forward_backward(*build(name, args, size=8))
     module, inputs, grad = build(name, args)
-    base = _rss_mb()
-    if _maxrss_mb() > base + 8:
-        print(f"warning: resident-set high-water {_maxrss_mb():.0f} MB above {base:.0f} MB before the run", file=sys.stderr)
+    _reset_peak_rss()
+    base = _proc_status_mb("VmRSS")
     forward_backward(module, inputs, grad)
-    return _maxrss_mb() - base
+    return _proc_status_mb("VmHWM") - base
 
 
 def measure_memory(name, args):
@@ -187,11 +197,16 @@ def _common_args(args):
 def measure_times(names, args):
     """Median forward+backward time (ms) per variant, variants interleaved."""
     built = {name: build(name, args) for name in names}
-    for name in names:
-        forward_backward(*built[name])  # warm-up
+    repeats = {}
+    for name in names:  # warm-up; variants slower than HEAVY_S per run get at most 3 repeats
+        _sync(args.device)
+        start = time.perf_counter()
+        forward_backward(*built[name])
+        _sync(args.device)
+        repeats[name] = args.repeats if time.perf_counter() - start < HEAVY_S else min(args.repeats, 3)
     times = {name: [] for name in names}
-    for _ in range(args.repeats):
-        for name in names:
+    for r in range(args.repeats):
+        for name in (n for n in names if r < repeats[n]):
             _sync(args.device)
             start = time.perf_counter()
             forward_backward(*built[name])
@@ -209,7 +224,8 @@ def _ratio(rows, a, b, key):
 def print_markdown(rows, args, device_name):
     print(
         f"Device: {device_name}; features {args.batch}x{args.channels}x{args.size}x{args.size}; "
-        f"time = median of {args.repeats} forward+backward runs, interleaved.\n"
+        f"time = median of {args.repeats} forward+backward runs (3 for runs over {HEAVY_S} s), "
+        "interleaved.\n"
     )
     print("| module | GFLOPs (fvcore, 1/MAC) | peak mem fwd+bwd (MB) | time fwd+bwd (ms) |")
     print("|---|---:|---:|---:|")
@@ -258,8 +274,8 @@ def main():
         torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
     )
 
-    gflops = {name: count_gflops(*build(name, args)[:2]) for name in names}
     peaks = {name: measure_memory(name, args) for name in names}
+    gflops = {name: count_gflops(*build(name, args)[:2]) for name in names}
     times = measure_times(names, args)
     rows = {
         name: {

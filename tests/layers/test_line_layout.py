@@ -27,10 +27,23 @@ def _formats(x, spatial):
         "contiguous": x.contiguous(),
         "channels_last": x.contiguous(memory_format=cl),
         "strided": x.transpose(-1, -2).contiguous().transpose(-1, -2),  # neither format
+        # a channel slice of a bigger tensor: samples dense, batch stride larger
+        "channel_slice": torch.cat([x, x[:, :2]], dim=1)[:, : x.shape[1]],
+        "channel_slice_cl": torch.cat([x, x[:, :2]], dim=1).contiguous(memory_format=cl)[:, : x.shape[1]],
     }
 
 
-@pytest.mark.parametrize("q_format,v_format", [("channels_last", "channels_last"), ("contiguous", "channels_last"), ("channels_last", "contiguous"), ("strided", "strided")])
+@pytest.mark.parametrize(
+    "q_format,v_format",
+    [
+        ("channels_last", "channels_last"),
+        ("contiguous", "channels_last"),
+        ("channels_last", "contiguous"),
+        ("strided", "strided"),
+        ("channel_slice", "channel_slice"),
+        ("channel_slice_cl", "channel_slice_cl"),
+    ],
+)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 3, 2, 3, 4)])
 def test_memory_formats_forward_backward(q_format, v_format, shape):
     spatial = len(shape) - 2
@@ -46,7 +59,7 @@ def test_memory_formats_forward_backward(q_format, v_format, shape):
     out = fn(*leaves)
     expected = criss_cross_brute_force(*ref)[0]
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
-    if v_format == "channels_last":
+    if v_format.startswith("channels_last"):
         assert out.movedim(1, -1).is_contiguous()
     out.backward(upstream)
     expected.backward(upstream)

@@ -26,7 +26,7 @@ from typing import List
 import torch
 from torch.autograd.function import once_differentiable
 
-from .line_layout import LineSum, accumulation_order, all_lines, common_memory_format
+from .line_layout import LineSum, accumulation_order, all_lines, common_memory_format, in_layout_of
 
 __all__ = [
     "criss_cross_attention",
@@ -121,7 +121,7 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
         # Created while traced (a JIT trace's subgraph then holds only this op), filled in place.
         out = torch.empty_like(value, memory_format=common_memory_format(value))
         with _not_traced():
-            query, key, value = _same_layout(query, key, value, like=value)
+            query, key, value = in_layout_of(value, query, key, value)
             lines = all_lines(value)
             _, weights = _energies(query, key, lines)
             lse = _softmax_(weights, lines)
@@ -135,7 +135,7 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         query, key, value, lse = ctx.saved_tensors
-        (grad_out,) = _same_layout(grad_out.to(value.dtype), like=value)
+        (grad_out,) = in_layout_of(value, grad_out.to(value.dtype))
         lines = all_lines(value)
         order = accumulation_order(lines)
         packed_qk, weights = _energies(query, key, lines)
@@ -143,7 +143,7 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
 
         # out[p] = sum_j w[p, j] v[j]:  dw[p, j] = <g[p], v[j]>,  dv[j] = sum_p w[p, j] g[p].
         # One axis at a time, so that at most one axis' packed g and v are alive at once.
-        grad_v = torch.empty_like(value)
+        grad_v = torch.empty_like(value, memory_format=common_memory_format(value))
         grad_v_sum = LineSum(grad_v)
         grad_w = [None] * len(lines)
         for i in order:
@@ -154,8 +154,8 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
 
         # Softmax backward: de[p, j] = w[p, j] (dw[p, j] - sum_j' w[p, j'] dw[p, j']).
         delta = sum(ln.unpack_scalars((w * gw).sum(-1)) for ln, w, gw in zip(lines, weights, grad_w))
-        grad_q = torch.empty_like(query, dtype=lse.dtype)
-        grad_k = torch.empty_like(key, dtype=lse.dtype)
+        grad_q = torch.empty_like(query, dtype=lse.dtype, memory_format=common_memory_format(value))
+        grad_k = torch.empty_like(key, dtype=lse.dtype, memory_format=common_memory_format(value))
         grad_q_sum, grad_k_sum = LineSum(grad_q), LineSum(grad_k)
         for i in order:
             q, k = packed_qk[i]
@@ -163,13 +163,6 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
             grad_q_sum.add(lines[i], grad_e, k)
             grad_k_sum.add(lines[i], grad_e.transpose(1, 2), q)
         return grad_q.to(query.dtype), grad_k.to(key.dtype), grad_v
-
-
-def _same_layout(*tensors, like):
-    """The tensors in the memory format of `like` (NC* unless it is channels-last): one layout
-    for all lines. A copy only where a tensor differs."""
-    memory_format = common_memory_format(like)
-    return tuple(t.contiguous(memory_format=memory_format) for t in tensors)
 
 
 # ----------------------------------------------------------------------------------------

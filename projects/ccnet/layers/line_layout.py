@@ -23,24 +23,49 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ["Lines", "LineSum", "accumulation_order", "all_lines", "common_memory_format", "copy_permuted", "memory_order"]
+__all__ = [
+    "Lines",
+    "LineSum",
+    "accumulation_order",
+    "all_lines",
+    "common_memory_format",
+    "copy_permuted",
+    "in_layout_of",
+    "memory_order",
+]
 
 
 def memory_order(x: torch.Tensor) -> Optional[List[int]]:
-    """Dims of x (N, C, *S) from outermost to innermost in memory, if x is NC*- or channels-last-dense."""
-    if x.is_contiguous():
+    """
+    Dims of x (N, C, *S) from outermost to innermost in memory, if every sample is dense in
+    NC* or channels-last order (the batch stride may be larger: e.g. a channel slice of a
+    bigger tensor); None otherwise.
+    """
+    if x.dim() < 3 or x.shape[0] == 0:
+        return list(range(x.dim())) if x.is_contiguous() else None
+    sample = x[0]
+    if x.shape[0] > 1 and x.stride(0) < sample.numel():
+        return None
+    if sample.is_contiguous():
         return list(range(x.dim()))
-    channels_last = [0] + list(range(2, x.dim())) + [1]
-    if x.permute(channels_last).is_contiguous():
-        return channels_last
+    if sample.movedim(0, -1).is_contiguous():
+        return [0] + list(range(2, x.dim())) + [1]
     return None
 
 
 def common_memory_format(x: torch.Tensor) -> torch.memory_format:
-    """x's memory format if channels-last (2D/3D), else the contiguous (NC*) format."""
-    if x.dim() in (4, 5) and not x.is_contiguous() and memory_order(x) is not None:
+    """The memory format matching x's :func:`memory_order`: channels-last (2D/3D) or NC*."""
+    order = memory_order(x)
+    if x.dim() in (4, 5) and order is not None and order[-1] == 1 and not x.is_contiguous():
         return torch.channels_last if x.dim() == 4 else torch.channels_last_3d
     return torch.contiguous_format
+
+
+def in_layout_of(like: torch.Tensor, *tensors: torch.Tensor):
+    """The tensors laid out like `like` (NC* or channels-last; a copy only where they differ)."""
+    memory_format = common_memory_format(like)
+    order = memory_order(like) if memory_format != torch.contiguous_format else list(range(like.dim()))
+    return tuple(t if memory_order(t) == order else t.contiguous(memory_format=memory_format) for t in tensors)
 
 
 def _rotation(source: List[int], target: List[int]) -> Optional[int]:

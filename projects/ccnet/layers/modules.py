@@ -1,9 +1,9 @@
 """Criss-cross attention modules: projections + attention + zero-initialised residual."""
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .criss_cross import criss_cross_attention, criss_cross_attention_3d
+from .projections import project
 
 __all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
 
@@ -30,17 +30,12 @@ class CrissCrossAttention(nn.Module):
         self.value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
-    def _project(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        return conv(x)
-
     def _attend(self, query, key, value):
         return criss_cross_attention(query, key, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attention = self._attend(
-            self._project(self.query, x), self._project(self.key, x), self._project(self.value, x)
-        )
-        return x + self.gamma * attention
+        query, key, value = project(x, (self.query, self.key, self.value))
+        return torch.addcmul(x, self.gamma, self._attend(query, key, value))  # x + gamma * attention
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, qk_channels={self.qk_channels}"
@@ -51,13 +46,13 @@ class CrissCrossAttention3d(CrissCrossAttention):
     The 3D (video) block: x (N, C, T, H, W) -> (N, C, T, H, W); each position attends to its
     time line, column and row. Same parameters (names and shapes) as
     :class:`CrissCrossAttention`: the 1x1 projections are the same Conv2d weights applied to
-    every frame, so a 2D checkpoint loads as is.
+    every frame (see :func:`project`), so a 2D checkpoint loads as is.
     """
 
-    def _project(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
             raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {tuple(x.shape)}")
-        return F.conv3d(x, conv.weight.unsqueeze(2), conv.bias)
+        return super().forward(x)
 
     def _attend(self, query, key, value):
         return criss_cross_attention_3d(query, key, value)

@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from .projections import project
+
 __all__ = ["non_local_attention", "NonLocalBlock"]
 
 
@@ -44,4 +46,5 @@ class NonLocalBlock(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.out(non_local_attention(self.theta(x), self.phi(x), self.g(x)))
+        theta, phi, g = project(x, (self.theta, self.phi, self.g))
+        return x + self.out(non_local_attention(theta, phi, g))
