@@ -37,12 +37,23 @@ def _randomise(module, seed=0):
     return module
 
 
-def test_module_equals_brute_force():
+def test_module_and_its_gradients_equal_brute_force():
     cca = _randomise(CrissCrossAttention(8, qk_channels=3)).double()
-    x = torch.randn(2, 8, 4, 6, dtype=torch.float64)
+    x = torch.randn(2, 8, 4, 6, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 8, 4, 6, dtype=torch.float64)
+
+    out = cca(x)
+    out.backward(upstream)
+    grads = [x.grad] + [p.grad for p in cca.parameters()]
+    x.grad = None
+    cca.zero_grad(set_to_none=True)
+
     q, k, v = cca.query(x), cca.key(x), cca.value(x)
     expected = x + cca.gamma * criss_cross_brute_force(q, k, v)[0]
-    torch.testing.assert_close(cca(x), expected, rtol=0, atol=1e-10)
+    expected.backward(upstream)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+    for got, want in zip(grads, [x.grad] + [p.grad for p in cca.parameters()]):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
 
 
 def test_non_local_block_equals_brute_force():

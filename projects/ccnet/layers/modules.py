@@ -10,7 +10,8 @@ __all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
 
 class CrissCrossAttention(nn.Module):
     """
-    Criss-cross attention block (CCNet): ``gamma * CCA(query(x), key(x), value(x)) + x``.
+    Criss-cross attention block (CCNet): ``gamma * CCA(query(x), key(x), value(x)) + x``
+    (computed as ``x + CCA(query(x), key(x), gamma * value(x))``, the same function).
 
     ``query``/``key`` are 1x1 convs to `qk_channels` (default ``in_channels // 8``, at least 1),
     ``value`` a 1x1 conv to `in_channels`; ``gamma`` is a learnable scalar initialised to 0, so
@@ -34,8 +35,11 @@ class CrissCrossAttention(nn.Module):
         return criss_cross_attention(query, key, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        query, key, value = project(x, (self.query, self.key, self.value))
-        return torch.addcmul(x, self.gamma, self._attend(query, key, value))  # x + gamma * attention
+        # gamma * CCA(q, k, v) == CCA(q, k, gamma * v) (the attention is linear in the values),
+        # and gamma * v is folded into the value conv's weights: no extra activation is kept
+        # for gamma's gradient, the output is a plain sum.
+        query, key, value = project(x, (self.query, self.key, self.value), scales=(None, None, self.gamma))
+        return x + self._attend(query, key, value)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, qk_channels={self.qk_channels}"
