@@ -5,16 +5,15 @@ coordinate: its column and row in 2D (H+W-1 positions), its time line, column an
 (T+H+W-2 positions); the position itself is counted once. One softmax runs over all of these
 unscaled query-key energies.
 
-Implementation notes (see README, section "attention"):
+Implementation notes (see README, section "attention", for the measurements):
 
-* Tensors are processed channels-last, ``(N, *S, C)``. Along every spatial axis the "lines"
-  (e.g. the columns of an image) are then ordinary row-major matrices whose rows are
-  ``C``-contiguous, so every contraction is a batched matrix product on strided *views*:
-  no permuted copies of the values are made.
-* The energies are kept per axis, ``(outer, inner, L, L)``. The position itself appears on the
-  diagonal of every axis; it is kept in the first axis only, by zeroing the *probabilities*
-  on the diagonal of the other axes after the exponential (never a ``-inf`` fill), so a
-  softmax row can never be all-masked.
+* Along each spatial axis the positions form lines (the columns, the rows, the time lines);
+  per axis, the energies and weights of all lines are one (B, L, L) tensor, and every
+  contraction is one ``bmm`` over packed lines (:mod:`ccnet.layers.line_layout` packs them with
+  the cheapest copy the memory layout allows).
+* The position itself appears on the diagonal of every axis; it is kept on the first axis only,
+  by zeroing the *probabilities* on the diagonal of the other axes after the exponential (never
+  a ``-inf`` fill), so no softmax row can be empty.
 * The softmax uses max subtraction, in float32 (float64 for float64 inputs) whatever the
   input dtype; under autocast only the big value products run in the autocast dtype.
 * :class:`CrissCrossAttentionFunction` saves q, k, v and one log-sum-exp per position; the
