@@ -4,6 +4,9 @@
 Works with every project config: instance models (boxes + masks) and semantic models
 ("sem_seg" outputs). Overlays are drawn with Detectron2's ``Visualizer`` and written to
 ``--output`` (images as PNG under their own names, videos as MP4).
+Video models (``CCNetVideoSegmentor`` configs) predict every frame from the clip of
+``INPUT.CLIP.LENGTH`` frames around it; the images given to them are the frames of one video,
+in the order given (a folder: sorted by name), each drawn to a PNG.
 
 Examples::
 
@@ -12,6 +15,8 @@ Examples::
         --opts MODEL.WEIGHTS output/demo/model_final.pth
     python tools/demo.py --config-file CONFIG --input photos/ clip.mp4 --output out/ \\
         --opts MODEL.WEIGHTS model.pth
+    python tools/demo.py --config-file configs/CamVid-VideoSegmentation/rcca3d_t5_R_101_OS8_10k.yaml \\
+        --input 0001TP_frames/ 01TP_extract.avi --output out/ --opts MODEL.WEIGHTS model.pth
 """
 import argparse
 import glob
@@ -24,6 +29,7 @@ import cv2
 import numpy as np
 import tqdm
 from ccnet.engine.cli import build_config
+from ccnet.utils.clip_predictor import ClipPredictor, is_clip_model
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
@@ -99,7 +105,9 @@ class Demo:
     """A predictor plus a visualizer for one config."""
 
     def __init__(self, cfg, confidence_threshold: float):
-        self.predictor = DefaultPredictor(cfg)
+        # A video model (CCNetVideoSegmentor) predicts each frame from the clip around it.
+        self.clip_model = is_clip_model(cfg)
+        self.predictor = ClipPredictor(cfg) if self.clip_model else DefaultPredictor(cfg)
         self.image_format = cfg.INPUT.FORMAT
         self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
         self.confidence_threshold = confidence_threshold
@@ -120,19 +128,47 @@ class Demo:
         writer = cv2.VideoWriter(output_path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         visualizer = VideoVisualizer(self.metadata, ColorMode.IMAGE)
         try:
-            for _ in tqdm.tqdm(range(int(video.get(cv2.CAP_PROP_FRAME_COUNT))), desc=os.path.basename(path)):
-                ok, frame_bgr = video.read()
-                if not ok:
-                    break
-                frame = frame_bgr if self.image_format == "BGR" else frame_bgr[:, :, ::-1]
-                predictions = self.predictor(frame)
+            predicted = self.predict_frames(_read_frames(video, self.image_format))
+            for frame, predictions in tqdm.tqdm(
+                predicted, total=int(video.get(cv2.CAP_PROP_FRAME_COUNT)), desc=os.path.basename(path)
+            ):
                 drawn = draw_predictions(
-                    _FrameVisualizer(visualizer, frame_bgr[:, :, ::-1]), predictions, self.confidence_threshold
+                    _FrameVisualizer(visualizer, to_rgb(frame, self.image_format)), predictions, self.confidence_threshold
                 )
                 writer.write(drawn.get_image()[:, :, ::-1])
         finally:
             video.release()
             writer.release()
+
+
+    def predict_frames(self, frames):
+        """(frame, predictions) for the frames of a video, in order."""
+        if self.clip_model:
+            return self.predictor(frames)
+        return ((frame, self.predictor(frame)) for frame in frames)
+
+    def run_on_frames(self, paths, output_dir: str) -> list:
+        """Video model on images: they are the frames of one video, in order; one PNG per frame."""
+        frames = (read_input_image(path, self.image_format) for path in paths)
+        visualizer = VideoVisualizer(self.metadata, ColorMode.IMAGE)
+        written = []
+        for path, (frame, predictions) in zip(paths, self.predict_frames(frames)):
+            drawn = draw_predictions(
+                _FrameVisualizer(visualizer, to_rgb(frame, self.image_format)), predictions, self.confidence_threshold
+            )
+            written.append(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
+            if not cv2.imwrite(written[-1], drawn.get_image()[:, :, ::-1]):
+                raise OSError(f"could not write {written[-1]}")
+        return written
+
+
+def _read_frames(video, image_format: str):
+    """The frames of an open ``cv2.VideoCapture``, in the model's format."""
+    while True:
+        ok, frame_bgr = video.read()
+        if not ok:
+            return
+        yield frame_bgr if image_format == "BGR" else frame_bgr[:, :, ::-1]
 
 
 class _FrameVisualizer:
@@ -158,6 +194,9 @@ def main(argv=None) -> list:
     os.makedirs(args.output, exist_ok=True)
     demo = Demo(cfg, args.confidence_threshold)
     written = []
+    if demo.clip_model:  # the images are the frames of one video, in the order given
+        written += demo.run_on_frames([p for p in inputs if not p.lower().endswith(VIDEO_EXTENSIONS)], args.output)
+        inputs = [p for p in inputs if p.lower().endswith(VIDEO_EXTENSIONS)]
     for path in tqdm.tqdm(inputs, desc="images", disable=len(inputs) < 2):
         stem = os.path.splitext(os.path.basename(path))[0]
         if path.lower().endswith(VIDEO_EXTENSIONS):

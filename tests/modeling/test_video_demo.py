@@ -1,4 +1,6 @@
 """ClipPredictor (tools/demo.py for video models): every frame predicted from the clip around it."""
+import os
+
 import numpy as np
 import torch
 
@@ -38,3 +40,36 @@ def test_every_frame_is_predicted_from_its_clip_with_edge_frames_repeated():
         [0, 2, 4, 5, 5],
         [1, 3, 5, 5, 5],
     ]
+
+
+def _load_demo():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo", f"{REPO_ROOT}/tools/demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_draws_a_video_model_on_frame_images_and_on_a_video(tmp_path):
+    import cv2
+
+    frames = [np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8) for i in range(4)]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"f{i}.png"), frame)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+    out = tmp_path / "out"
+    written = _load_demo().main(
+        ["--config-file", f"{REPO_ROOT}/configs/Synthetic-Temporal/ccnet_t5.yaml", "--input", str(folder),
+         str(tmp_path / "clip.avi"), "--output", str(out)]
+    )  # fmt: skip
+    assert sorted(os.path.basename(p) for p in written) == ["clip.mp4", "f0.png", "f1.png", "f2.png", "f3.png"]
+    assert cv2.imread(str(out / "f2.png")).shape == (48, 64, 3)
+    video = cv2.VideoCapture(str(out / "clip.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
