@@ -203,7 +203,8 @@ def measure_times(names, args):
         start = time.perf_counter()
         forward_backward(*built[name])
         _sync(args.device)
-        repeats[name] = args.repeats if time.perf_counter() - start < HEAVY_S else min(args.repeats, 3)
+        heavy = time.perf_counter() - start >= HEAVY_S
+        repeats[name] = min(args.repeats, 3) if heavy else args.repeats
     times = {name: [] for name in names}
     for r in range(args.repeats):
         for name in (n for n in names if r < repeats[n]):
@@ -230,10 +231,14 @@ def print_markdown(rows, args, device_name):
     print("| module | GFLOPs (fvcore, 1/MAC) | peak mem fwd+bwd (MB) | time fwd+bwd (ms) |")
     print("|---|---:|---:|---:|")
     for row in rows.values():
-        print(f"| {row['module']} | {row['gflops']:.2f} | {row['peak_mem_mb']:.0f} | {row['time_ms']:.0f} |")
+        print(
+            f"| {row['module']} | {row['gflops']:.2f} | {row['peak_mem_mb']:.0f} "
+            f"| {row['time_ms']:.0f} |"
+        )
+    time_mem = ("time_ms", "peak_mem_mb")
     comparisons = [
-        ("criss_cross_attention / straightforward", "cc_core", "cc_straight", ("time_ms", "peak_mem_mb")),
-        ("criss_cross_attention / dense core", "cc_core", "dense_core", ("time_ms", "peak_mem_mb")),
+        ("criss_cross_attention / straightforward", "cc_core", "cc_straight", time_mem),
+        ("criss_cross_attention / dense core", "cc_core", "dense_core", time_mem),
         ("RCCA R=2 / NL block", "rcca", "nl", ("gflops", "time_ms", "peak_mem_mb")),
         ("CCA R=1 / NL block", "cca", "nl", ("gflops", "time_ms", "peak_mem_mb")),
     ]
@@ -248,15 +253,21 @@ def print_markdown(rows, args, device_name):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=97, help="feature height and width")
     parser.add_argument("--channels", type=int, default=512)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per variant")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
-    parser.add_argument("--json", action="store_true", help="one JSON object per variant instead of Markdown")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of the default"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per variant instead of Markdown"
+    )
     parser.add_argument("--measure-memory", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -271,7 +282,9 @@ def main():
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda given but CUDA is not available")
     device_name = (
-        torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"CPU, {args.threads} threads"
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else f"CPU, {args.threads} threads"
     )
 
     peaks = {name: measure_memory(name, args) for name in names}

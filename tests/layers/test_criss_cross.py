@@ -50,12 +50,14 @@ def test_3d_with_one_frame_equals_2d():
 def test_straightforward_reference_equals_brute_force(shape):
     q, k, v = _qkv(shape)
     expected, _ = criss_cross_brute_force(q, k, v)
-    torch.testing.assert_close(criss_cross_attention_straightforward(q, k, v), expected, rtol=0, atol=1e-6)
+    out = criss_cross_attention_straightforward(q, k, v)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 
 def test_non_local_attention_equals_brute_force():
     q, k, v = _qkv((2, 3, 4, 5))
-    torch.testing.assert_close(non_local_attention(q, k, v), dense_brute_force(q, k, v), rtol=0, atol=1e-6)
+    expected = dense_brute_force(q, k, v)
+    torch.testing.assert_close(non_local_attention(q, k, v), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 2, 1, 3), (1, 2, 3, 1), (1, 1, 1, 1)])
@@ -72,10 +74,23 @@ def test_weights_layout_and_dense_matrix(shape):
         for x in range(w):
             column = dense[:, y, x, :, x]  # (N, H): y' = 0..H-1
             row = dense[:, y, x, y, [x2 for x2 in range(w) if x2 != x]]
-            torch.testing.assert_close(weights[:, y, x], torch.cat([column, row], -1), rtol=0, atol=1e-10)
+            expected = torch.cat([column, row], -1)
+            torch.testing.assert_close(weights[:, y, x], expected, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("fn,shape", [(criss_cross_attention, (2, 2, 3, 4)), (criss_cross_attention_3d, (2, 2, 2, 3, 2))])
+def test_two_passes_compose_as_dense_matrix_product():
+    q1, k1, v = _qkv((2, 3, 4, 5), value_channels=4)
+    q2, k2, _ = _qkv((2, 3, 4, 5), seed=1)
+    twice = criss_cross_attention(q2, k2, criss_cross_attention(q1, k1, v))
+    product = criss_cross_dense_matrix(q2, k2) @ criss_cross_dense_matrix(q1, k1)
+    expected = (product @ v.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(v.shape)
+    torch.testing.assert_close(twice, expected, rtol=0, atol=1e-10)
+    assert (product > 0).all()  # after two passes every position reaches every other
+
+
+@pytest.mark.parametrize(
+    "fn,shape", [(criss_cross_attention, (2, 2, 3, 4)), (criss_cross_attention_3d, (2, 2, 2, 3, 2))]
+)
 def test_gradcheck(fn, shape):
     q, k, v = (t.requires_grad_() for t in _qkv(shape, value_channels=3))
     assert torch.autograd.gradcheck(fn, (q, k, v))
@@ -108,7 +123,9 @@ def test_large_energies_stay_finite():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("fn,shape", [(criss_cross_attention, (2, 4, 6, 5)), (criss_cross_attention_3d, (1, 4, 3, 4, 5))])
+@pytest.mark.parametrize(
+    "fn,shape", [(criss_cross_attention, (2, 4, 6, 5)), (criss_cross_attention_3d, (1, 4, 3, 4, 5))]
+)
 def test_autocast_cpu(dtype, fn, shape):
     q, k, v = _qkv(shape, value_channels=8, dtype=torch.float32)
     for t in (q, k, v):
@@ -124,12 +141,15 @@ def test_autocast_cpu(dtype, fn, shape):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_cuda_equals_cpu(dtype):
-    q, k, v = _qkv((2, 4, 9, 7), value_channels=8, dtype=torch.float32)
-    expected = criss_cross_attention(q, k, v)
+@pytest.mark.parametrize(
+    "fn,shape", [(criss_cross_attention, (2, 4, 9, 7)), (criss_cross_attention_3d, (2, 4, 3, 5, 6))]
+)
+def test_cuda_equals_cpu(dtype, fn, shape):
+    q, k, v = _qkv(shape, value_channels=8, dtype=torch.float32)
+    expected = fn(q, k, v)
     qc, kc, vc = (t.cuda().requires_grad_() for t in (q, k, v))
     with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
-        out = criss_cross_attention(qc, kc, vc)
+        out = fn(qc, kc, vc)
     out.float().sum().backward()
     assert all(torch.isfinite(t).all() for t in (out, qc.grad, kc.grad, vc.grad))
     tol = 1e-5 if dtype == torch.float32 else 5e-2

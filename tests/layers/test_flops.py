@@ -2,7 +2,12 @@
 import torch
 from fvcore.nn import FlopCountAnalysis
 
-from ccnet.layers import CrissCrossAttention, CrissCrossAttention3d, NonLocalBlock, flop_count_handles
+from ccnet.layers import (
+    CrissCrossAttention,
+    CrissCrossAttention3d,
+    NonLocalBlock,
+    flop_count_handles,
+)
 
 
 def _count(module, x):

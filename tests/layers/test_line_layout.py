@@ -29,7 +29,8 @@ def _formats(x, spatial):
         "strided": x.transpose(-1, -2).contiguous().transpose(-1, -2),  # neither format
         # a channel slice of a bigger tensor: samples dense, batch stride larger
         "channel_slice": torch.cat([x, x[:, :2]], dim=1)[:, : x.shape[1]],
-        "channel_slice_cl": torch.cat([x, x[:, :2]], dim=1).contiguous(memory_format=cl)[:, : x.shape[1]],
+        "channel_slice_cl": torch.cat([x, x[:, :2]], dim=1)
+        .contiguous(memory_format=cl)[:, : x.shape[1]],
     }
 
 
@@ -52,7 +53,11 @@ def test_memory_formats_forward_backward(q_format, v_format, shape):
     q, k = (torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(2))
     v = torch.randn((shape[0], 6) + shape[2:], generator=g, dtype=torch.float64)
     upstream = torch.randn(v.shape, generator=g, dtype=torch.float64)
-    leaves = [_formats(q, spatial)[q_format], _formats(k, spatial)[q_format], _formats(v, spatial)[v_format]]
+    leaves = [
+        _formats(q, spatial)[q_format],
+        _formats(k, spatial)[q_format],
+        _formats(v, spatial)[v_format],
+    ]
     leaves = [t.detach().requires_grad_() for t in leaves]
     ref = [t.detach().clone().requires_grad_() for t in (q, k, v)]
 

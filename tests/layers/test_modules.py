@@ -102,7 +102,9 @@ def test_rcca3d_with_one_frame_equals_rcca(norm):
 def test_cca3d_equals_brute_force():
     cca = _randomise(CrissCrossAttention3d(8, qk_channels=2)).double()
     x = torch.randn(2, 8, 3, 4, 5, dtype=torch.float64)
-    per_frame = [torch.stack([c(x[:, :, t]) for t in range(3)], dim=2) for c in (cca.query, cca.key, cca.value)]
-    q, k, v = per_frame
+    q, k, v = (
+        torch.stack([conv(x[:, :, t]) for t in range(3)], dim=2)
+        for conv in (cca.query, cca.key, cca.value)
+    )
     expected = x + cca.gamma * criss_cross_brute_force(q, k, v)[0]
     torch.testing.assert_close(cca(x), expected, rtol=0, atol=1e-10)

@@ -152,7 +152,9 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
             del g
 
         # Softmax backward: de[p, j] = w[p, j] (dw[p, j] - sum_j' w[p, j'] dw[p, j']).
-        delta = sum(ln.unpack_scalars((w * gw).sum(-1)) for ln, w, gw in zip(lines, weights, grad_w))
+        delta = sum(
+            ln.unpack_scalars((w * gw).sum(-1)) for ln, w, gw in zip(lines, weights, grad_w)
+        )
         grad_q = torch.empty_like(query, dtype=lse.dtype, memory_format=common_memory_format(value))
         grad_k = torch.empty_like(key, dtype=lse.dtype, memory_format=common_memory_format(value))
         grad_q_sum, grad_k_sum = LineSum(grad_q), LineSum(grad_k)
@@ -202,7 +204,9 @@ def _criss_cross(query, key, value):
     return out.reshape(shape)
 
 
-def criss_cross_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def criss_cross_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> torch.Tensor:
     """
     2D criss-cross attention.
 
@@ -218,7 +222,9 @@ def criss_cross_attention(query: torch.Tensor, key: torch.Tensor, value: torch.T
     return _criss_cross(query, key, value)
 
 
-def criss_cross_attention_3d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def criss_cross_attention_3d(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> torch.Tensor:
     """
     3D (video) criss-cross attention.
 

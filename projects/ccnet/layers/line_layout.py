@@ -64,8 +64,14 @@ def common_memory_format(x: torch.Tensor) -> torch.memory_format:
 def in_layout_of(like: torch.Tensor, *tensors: torch.Tensor):
     """The tensors laid out like `like` (NC* or channels-last; a copy only where they differ)."""
     memory_format = common_memory_format(like)
-    order = memory_order(like) if memory_format != torch.contiguous_format else list(range(like.dim()))
-    return tuple(t if memory_order(t) == order else t.contiguous(memory_format=memory_format) for t in tensors)
+    if memory_format == torch.contiguous_format:
+        order = list(range(like.dim()))
+    else:
+        order = memory_order(like)
+    return tuple(
+        t if memory_order(t) == order else t.contiguous(memory_format=memory_format)
+        for t in tensors
+    )
 
 
 def _rotation(source: List[int], target: List[int]) -> Optional[int]:
@@ -77,7 +83,9 @@ def _rotation(source: List[int], target: List[int]) -> Optional[int]:
     return None
 
 
-def copy_permuted(x: torch.Tensor, target: List[int], out: Optional[torch.Tensor] = None, source_order=None) -> torch.Tensor:
+def copy_permuted(
+    x: torch.Tensor, target: List[int], out: Optional[torch.Tensor] = None, source_order=None
+) -> torch.Tensor:
     """
     ``x.permute(target).contiguous()``, written into `out` if given (contiguous, that shape).
     When `target` is a rotation of x's memory order (`source_order`, default
@@ -133,7 +141,8 @@ class Lines:
         channel_major = [0] + others + [1, self.dim]
         known = source_order is not None
         self.free = known and source_order == position_major
-        if known and (source_order[-1] == self.dim or _rotation(source_order, channel_major) is not None):
+        innermost = known and source_order[-1] == self.dim
+        if innermost or (known and _rotation(source_order, channel_major) is not None):
             self.order = channel_major
         else:
             self.order = position_major
@@ -172,10 +181,17 @@ class Lines:
         """(B, L, L'): dot products <a[b, l], b[b, l']> between packed lines, in `dtype`."""
         return torch.bmm(a, b.transpose(1, 2)).to(dtype)
 
-    def gather(self, weights: torch.Tensor, x: torch.Tensor, out: Optional[torch.Tensor] = None, beta: float = 0.0):
+    def gather(
+        self,
+        weights: torch.Tensor,
+        x: torch.Tensor,
+        out: Optional[torch.Tensor] = None,
+        beta: float = 0.0,
+    ) -> torch.Tensor:
         """
         ``sum_l' weights[b, l, l'] x[b, l', :]`` for packed lines x (B, L, C), as packed lines in
-        this layout; added into `out` (packed lines of this layout, scaled by `beta` first) if given.
+        this layout; added into `out` (packed lines of this layout, scaled by `beta` first) if
+        given.
         """
         weights = weights.to(x.dtype)
         if self.channel_major:  # stored (B, C, L) = x^T (B, C, L') @ weights^T
@@ -214,10 +230,13 @@ class LineSum:
         else:
             result = lines.unpack(lines.gather(weights, x))
             if not self.written:
-                copy_permuted(result, self.order, out=self.dest.permute(self.order), source_order=lines.order)
+                copy_permuted(
+                    result, self.order, out=self.dest.permute(self.order), source_order=lines.order
+                )
             elif _rotation(lines.order, self.order) is not None:
                 inverse = [self.order.index(d) for d in range(len(self.order))]
-                self.dest.add_(copy_permuted(result, self.order, source_order=lines.order).permute(inverse))
+                moved = copy_permuted(result, self.order, source_order=lines.order)
+                self.dest.add_(moved.permute(inverse))
             else:
                 self.dest.add_(result)
         self.written = True

@@ -38,7 +38,8 @@ class CrissCrossAttention(nn.Module):
         # gamma * CCA(q, k, v) == CCA(q, k, gamma * v) (the attention is linear in the values),
         # and gamma * v is folded into the value conv's weights: no extra activation is kept
         # for gamma's gradient, the output is a plain sum.
-        query, key, value = project(x, (self.query, self.key, self.value), scales=(None, None, self.gamma))
+        convs, scales = (self.query, self.key, self.value), (None, None, self.gamma)
+        query, key, value = project(x, convs, scales)
         return x + self._attend(query, key, value)
 
     def extra_repr(self) -> str:

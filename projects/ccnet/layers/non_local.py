@@ -7,7 +7,9 @@ from .projections import project
 __all__ = ["non_local_attention", "NonLocalBlock"]
 
 
-def non_local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def non_local_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+) -> torch.Tensor:
     """
     Dense attention ``softmax(Q^T K) V`` over all positions (unscaled, embedded Gaussian).
 
@@ -19,7 +21,8 @@ def non_local_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
     n, c = value.shape[:2]
     q, k, v = query.flatten(2), key.flatten(2), value.flatten(2)
     energy = torch.bmm(q.transpose(1, 2), k)  # (N, P, P)
-    attention = torch.softmax(energy, dim=-1, dtype=torch.promote_types(energy.dtype, torch.float32))
+    softmax_dtype = torch.promote_types(energy.dtype, torch.float32)
+    attention = torch.softmax(energy, dim=-1, dtype=softmax_dtype)
     out = torch.bmm(v, attention.to(v.dtype).transpose(1, 2))  # (N, C, P)
     return out.view(n, c, *value.shape[2:])
 

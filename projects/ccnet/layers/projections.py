@@ -8,7 +8,9 @@ from torch.nn import functional as F
 __all__ = ["project"]
 
 
-def project(x: torch.Tensor, convs: Sequence[nn.Conv2d], scales: Optional[Sequence] = None) -> List[torch.Tensor]:
+def project(
+    x: torch.Tensor, convs: Sequence[nn.Conv2d], scales: Optional[Sequence] = None
+) -> List[torch.Tensor]:
     """
     The outputs of the 1x1 convs `convs` (nn.Conv2d, with bias) on x (N, C, H, W), or on every
     frame of x (N, C, T, H, W), computed as one convolution with the weights concatenated.

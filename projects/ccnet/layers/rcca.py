@@ -42,7 +42,14 @@ class RCCA(nn.Module):
 
     attention_class = CrissCrossAttention
 
-    def __init__(self, in_channels: int, inter_channels: int, recurrence: int = 2, norm="BN", out_channels=None):
+    def __init__(
+        self,
+        in_channels: int,
+        inter_channels: int,
+        recurrence: int = 2,
+        norm="BN",
+        out_channels: int = None,
+    ):
         super().__init__()
         if recurrence < 0:
             raise ValueError(f"RCCA: recurrence must be >= 0, got {recurrence}")
