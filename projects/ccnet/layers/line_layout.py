@@ -9,8 +9,8 @@ the products themselves:
 
 * the rows of a channels-last tensor are already packed: a view, results accumulate in place;
 * the rows of an NCHW tensor are packed by a copy that moves contiguous runs of W values
-  (about as fast as a plain copy); strided views would avoid it, but ``bmm`` then runs one
-  small GEMM per line, which is slow when the two cores are shared;
+  (cheaper than an element-wise transpose); strided views would avoid it, but ``bmm`` then
+  runs one small GEMM per line, which collapses when the CPU cores are shared;
 * the columns: the packed dim order is a rotation of the memory order, so the copy is one 2D
   transpose per sample, which PyTorch runs cache-blocked (several times faster on CPU than a
   general permuted copy);
