@@ -51,6 +51,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--confidence-threshold", type=float, default=0.5, help="minimum score of instances to draw"
     )
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="draw images this many times larger (small images, e.g. 3)"
+    )
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser
 
@@ -104,17 +107,20 @@ def to_rgb(image: np.ndarray, image_format: str) -> np.ndarray:
 class Demo:
     """A predictor plus a visualizer for one config."""
 
-    def __init__(self, cfg, confidence_threshold: float):
+    def __init__(self, cfg, confidence_threshold: float, scale: float = 1.0):
         # A video model (CCNetVideoSegmentor) predicts each frame from the clip around it.
         self.clip_model = is_clip_model(cfg)
         self.predictor = ClipPredictor(cfg) if self.clip_model else DefaultPredictor(cfg)
         self.image_format = cfg.INPUT.FORMAT
         self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
         self.confidence_threshold = confidence_threshold
+        self.scale = scale
 
     def run_on_image(self, path: str, output_path: str) -> None:
         image = read_input_image(path, self.image_format)
-        visualizer = Visualizer(to_rgb(image, self.image_format), self.metadata, instance_mode=ColorMode.IMAGE)
+        visualizer = Visualizer(
+            to_rgb(image, self.image_format), self.metadata, scale=self.scale, instance_mode=ColorMode.IMAGE
+        )
         drawn = draw_predictions(visualizer, self.predictor(image), self.confidence_threshold)
         if not cv2.imwrite(output_path, drawn.get_image()[:, :, ::-1]):
             raise OSError(f"could not write {output_path}")
@@ -192,7 +198,7 @@ def main(argv=None) -> list:
     cfg.freeze()
     inputs = expand_inputs(args.input)
     os.makedirs(args.output, exist_ok=True)
-    demo = Demo(cfg, args.confidence_threshold)
+    demo = Demo(cfg, args.confidence_threshold, args.scale)
     written = []
     if demo.clip_model:  # the images are the frames of one video, in the order given
         written += demo.run_on_frames([p for p in inputs if not p.lower().endswith(VIDEO_EXTENSIONS)], args.output)

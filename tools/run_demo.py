@@ -56,7 +56,7 @@ def main(overrides) -> int:
     images = [os.path.join(datasets, "shapes_instances", "val", f"{i:06d}.png") for i in range(NUM_VISUALIZATIONS)]
     visualizations = os.path.join(OUTPUT_DIR, "visualizations")
     run([sys.executable, "tools/demo.py", "--config-file", CONFIG, "--input", *images, "--output", visualizations,
-         "--opts", "MODEL.WEIGHTS", os.path.join(OUTPUT_DIR, "model_final.pth"), *overrides])
+         "--scale", "3", "--opts", "MODEL.WEIGHTS", os.path.join(OUTPUT_DIR, "model_final.pth"), *overrides])
 
     metrics = final_metrics(OUTPUT_DIR)
     total = time.perf_counter() - start

@@ -63,7 +63,7 @@ SPLITS = {
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A textured (size, size, 3) uint8 background: smooth colour field + stripes + noise."""
+    """A textured (size, size, 3) float32 background in [0, 255]: smooth colour field + stripes + noise."""
     coarse = rng.uniform(40, 215, size=(4, 4, 3)).astype(np.float32)
     image = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
