@@ -120,13 +120,7 @@ def test_demo_names_a_corrupt_input(weights, tmp_path):
     [
         None,
         b"not an image at all",
-        pytest.param(
-            TRUNCATED_PNG,
-            marks=pytest.mark.xfail(
-                reason="Detectron2's DatasetMapper lets PIL's 'Truncated File Read' out without the file name; "
-                "the fix belongs in ccnet.data.build_dataset_mapper (not owned by the instance segmentation task)"
-            ),
-        ),
+        TRUNCATED_PNG,
     ],
     ids=["missing", "not-an-image", "truncated-png"],
 )
