@@ -99,7 +99,7 @@ def test_mapper_from_the_lip_config_crops_and_keeps_valid_labels(fake_lip):
         ],
     )  # fmt: skip
     mapper = build_dataset_mapper(cfg, is_train=True)
-    assert isinstance(mapper, SemSegDatasetMapper) and mapper.flip_class_map == FLIP_CLASS_MAP
+    assert isinstance(mapper.mapper, SemSegDatasetMapper) and mapper.flip_class_map == FLIP_CLASS_MAP
     for record in DatasetCatalog.get(f"{prefix}_sem_seg_train"):
         out = mapper(record)
         assert out["image"].shape == (3, 5, 6) and out["image"].dtype == torch.uint8
