@@ -58,7 +58,9 @@ def build_variant(config_name: str, device: str):
     cfg = build_config(os.path.join(CONFIG_DIR, config_name), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device])
     model = build_model(cfg)
     model.train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+    # lr 0: the step costs the same, and the random weights (FrozenBN without statistics) stay
+    # where their outputs are finite.
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0, momentum=0.9)
     return model, optimizer
 
 
