@@ -1,9 +1,13 @@
 """Test-wide set-up: the project is imported first (it makes Detectron2 importable)."""
 import os
 
-import pytest
+# Before torch loads OpenMP: idle threads sleep instead of spinning, which otherwise slows
+# training >10x whenever the two cores are shared (measured: 11.7 s/iter vs 0.75 s/iter).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import ccnet  # noqa: F401
+import pytest  # noqa: E402
+
+import ccnet  # noqa: F401,E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
