@@ -96,3 +96,21 @@ def test_rcca_r1_sees_the_cue_from_aligned_objects_only(logit_changes):
 def test_two_hops_and_non_local_see_the_cue_from_every_object(logit_changes, variant):
     for obj, change, _ in logit_changes[variant]:
         assert change > SEES, obj
+
+
+@pytest.mark.parametrize("variant", ["fcn", "nl", "rcca_r1", "rcca_r2", "rcca_r2_ccl"])
+def test_every_variant_trains_a_step(variant):
+    cfg = build_config(os.path.join(CONFIG_DIR, f"{variant}.yaml"), ["MODEL.DEVICE", "cpu"])
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    batch = []
+    for i in range(2):
+        image, label, _ = draw_long_range_image(SPEC, i)
+        batch.append({"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "sem_seg": torch.from_numpy(label).long()})
+    losses = model(batch)
+    assert ("loss_ccl" in losses) == variant.endswith("ccl")
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    attention = model.sem_seg_head.context.attention
+    if variant != "fcn":  # the (zero-initialised) attention gets a gradient from the first step
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in attention.parameters())

@@ -170,5 +170,5 @@ def draw_attention_figure(
         ax.plot([pixel[0]], [pixel[1]], marker="x", color="black", markersize=7, markeredgewidth=1.2)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(output_file, dpi=100)
+    fig.savefig(output_file, dpi=100, bbox_inches="tight")
     plt.close(fig)

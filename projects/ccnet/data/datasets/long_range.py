@@ -77,7 +77,7 @@ class LongRangeSpec:
     num_images: int
     seed: int
     image_size: int = 128
-    cue_size: int = 12  # side of the square cue, pixels
+    cue_size: int = 40  # side of the square cue, pixels
     min_object_size: int = 12  # side lengths of an object rectangle, pixels
     max_object_size: int = 20
     max_objects: int = 3

@@ -1,0 +1,218 @@
+#!/usr/bin/env python
+"""The long-range context benchmark: FCN vs non-local vs RCCA R=1 / R=2 (/ +CCL).
+
+Trains every ``configs/Synthetic-LongRange/*.yaml`` variant with ``train_net.py`` (one after
+the other, the same network, data and iterations; only the context block differs) on
+``long_range_sem_seg_train`` and writes ONE table:
+
+* mIoU on ``long_range_sem_seg_val`` (from each run's ``metrics.json``), the mIoU of the three
+  cue-dependent object classes, and the pixel accuracy on objects, overall and split into
+  objects *aligned* with their cue (it shares their rows or columns: one criss-cross pass
+  reaches it) and *off-axis* ones (two passes needed). Chance on objects is 1/3;
+* GFLOPs (fvcore, 1 multiply-add = 1 FLOP) of one 128x128 image, for the context block
+  (reduce conv + attention + project conv), for the attention alone (the only part that
+  differs) and for the whole model;
+* peak memory of one training step (a batch of SOLVER.IMS_PER_BATCH images) of the whole
+  model, and of the attention alone at that batch and feature size: the profiler's record of
+  allocations, above what existed before the step;
+* the wall time of each ``train_net.py`` run (training + evaluation; load-dependent).
+
+Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
+
+    python tools/context_benchmark.py                          # ~25 min on 2 CPU cores
+    python tools/context_benchmark.py --json output/context_benchmark/results.json
+    python tools/context_benchmark.py --iters 2 --variants fcn rcca_r2   # smoke test
+"""
+import argparse
+import json
+import os
+import sys
+from collections import OrderedDict
+
+import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from ccnet.engine.cli import build_config
+from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.modeling import build_model
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-LongRange")
+VARIANTS = OrderedDict(
+    [
+        ("fcn", "FCN (no context)"),
+        ("nl", "+NL"),
+        ("rcca_r1", "+RCCA R=1"),
+        ("rcca_r2", "+RCCA R=2"),
+        ("rcca_r2_ccl", "+RCCA R=2 +CCL"),
+    ]
+)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
+    parser.add_argument("--output-dir", default="output/context_benchmark", help="one OUTPUT_DIR per variant under it")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every variant")
+    return parser
+
+
+def _val_batch(cfg, count: int):
+    """The first ``count`` validation images with their labels, as model inputs."""
+    dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])[:count]
+    batch = []
+    for d in dicts:
+        image = utils.read_image(d["file_name"], format=cfg.INPUT.FORMAT)
+        batch.append(
+            {
+                "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
+                "sem_seg": torch.as_tensor(utils.read_image(d["sem_seg_file_name"]).astype("long")),
+                "height": d["height"],
+                "width": d["width"],
+            }
+        )
+    return batch
+
+
+class _Network(nn.Module):
+    """The segmentor's network on a normalised (1, 3, H, W) image: tensor in, logits out."""
+
+    def __init__(self, segmentor):
+        super().__init__()
+        self.model = segmentor
+
+    def forward(self, image):
+        return self.model.predict_whole_image(image)
+
+
+def measure_cost(cfg) -> dict:
+    """GFLOPs of one image and training-step peak memory (random weights: cost only)."""
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    context = model.sem_seg_head.context
+    batch = _val_batch(cfg, cfg.SOLVER.IMS_PER_BATCH)
+
+    model.eval()
+    image = ((batch[0]["image"].float() - model.pixel_mean) / model.pixel_std)[None]
+    flops = module_gflops(_Network(model), (image,))
+    with torch.no_grad():
+        feature = model.backbone(image)[model.sem_seg_head.in_feature]
+        reduced = context.reduce(feature)
+
+    model.train()
+
+    def train_step():
+        sum(model(batch).values()).backward()
+
+    attention_input = reduced.expand(len(batch), -1, -1, -1).clone().requires_grad_()
+
+    def attention_step():
+        context.attend(attention_input).sum().backward()
+
+    return {
+        "gflops_model": flops[""],
+        "gflops_context": flops["model.sem_seg_head.context"],
+        "gflops_attention": flops.get("model.sem_seg_head.context.attention", 0.0),
+        "peak_memory_mb_model": peak_memory_mb(train_step),
+        "peak_memory_mb_attention": peak_memory_mb(attention_step),
+        "feature_size": list(reduced.shape[-2:]),
+    }
+
+
+def object_accuracy(predictions_file: str, dataset_name: str) -> dict:
+    """Pixel accuracy on the objects of a dataset, overall / aligned / off-axis, in percent.
+
+    ``predictions_file`` is SemSegEvaluator's ``sem_seg_predictions.json`` (one RLE per image
+    and predicted class); object boxes and the ``aligned`` flag come from the dataset dicts.
+    """
+    with open(predictions_file) as f:
+        predictions = json.load(f)
+    by_file = {}
+    for p in predictions:
+        by_file.setdefault(p["file_name"], []).append(p)
+    correct = {True: 0, False: 0}
+    total = {True: 0, False: 0}
+    for d in DatasetCatalog.get(dataset_name):
+        prediction = np.full((d["height"], d["width"]), -1)
+        for p in by_file.get(d["file_name"], []):
+            prediction[mask_util.decode(p["segmentation"]).astype(bool)] = p["category_id"]
+        for obj in d["objects"]:
+            x0, y0, x1, y1 = obj["bbox"]
+            region = prediction[y0:y1, x0:x1]
+            correct[obj["aligned"]] += int((region == obj["category_id"]).sum())
+            total[obj["aligned"]] += region.size
+    if not total[True] + total[False]:
+        raise ValueError(f"dataset '{dataset_name}' has no objects with boxes")
+    return {
+        "object_accuracy": 100.0 * (correct[True] + correct[False]) / (total[True] + total[False]),
+        "object_accuracy_aligned": 100.0 * correct[True] / max(total[True], 1),
+        "object_accuracy_off_axis": 100.0 * correct[False] / max(total[False], 1),
+    }
+
+
+def run_variant(variant: str, args) -> dict:
+    config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
+    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
+    output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
+    cfg = build_config(config_file, opts)
+    print(f"{VARIANTS[variant]}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
+    run = run_train_net(os.path.join(ROOT, "train_net.py"), config_file, output_dir, opts, cwd=ROOT)
+    metrics = run["metrics"]
+
+    dataset = cfg.DATASETS.TEST[0]
+    metadata = MetadataCatalog.get(dataset)
+    cue_classes = [metadata.stuff_classes[c] for c in metadata.cue_dependent_classes]
+    predictions_file = os.path.join(output_dir, "inference", dataset, "sem_seg_predictions.json")
+    print(f"{VARIANTS[variant]}: measuring FLOPs and memory", file=sys.stderr, flush=True)
+    return {
+        "name": VARIANTS[variant],
+        "config": os.path.relpath(config_file, ROOT),
+        "iterations": cfg.SOLVER.MAX_ITER,
+        "mIoU": metrics["sem_seg/mIoU"],
+        "IoU": {c: metrics[f"sem_seg/IoU-{c}"] for c in metadata.stuff_classes},
+        "cue_mIoU": float(np.mean([metrics[f"sem_seg/IoU-{c}"] for c in cue_classes])),
+        **object_accuracy(predictions_file, dataset),
+        **measure_cost(cfg),
+        "train_and_eval_seconds": run["seconds"],
+    }
+
+
+def markdown_table(results: dict) -> str:
+    first = next(iter(results.values()))
+    lines = [
+        f"long_range_sem_seg_val, {first['iterations']} iterations per variant; object accuracy: chance 33.3; "
+        f"costs at 128x128 (features {first['feature_size'][0]}x{first['feature_size'][1]})",
+        "",
+        "| variant | mIoU | object classes mIoU | object acc. | aligned | off-axis "
+        "| GFLOPs context (attention) | GFLOPs model | peak MB attention | peak MB train step | train + eval (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results.values():
+        lines.append(
+            f"| {r['name']} | {r['mIoU']:.1f} | {r['cue_mIoU']:.1f} | {r['object_accuracy']:.1f} "
+            f"| {r['object_accuracy_aligned']:.1f} | {r['object_accuracy_off_axis']:.1f} "
+            f"| {r['gflops_context']:.3f} ({r['gflops_attention']:.4f}) | {r['gflops_model']:.3f} "
+            f"| {r['peak_memory_mb_attention']:.1f} | {r['peak_memory_mb_model']:.0f} | {r['train_and_eval_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    args = argument_parser().parse_args(argv)
+    results = OrderedDict((variant, run_variant(variant, args)) for variant in args.variants)
+    print(markdown_table(results))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
