@@ -34,7 +34,7 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from ccnet.engine.cli import build_config
-from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net
+from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net, run_variants_and_report
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
@@ -204,14 +204,7 @@ def markdown_table(results: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    args = argument_parser().parse_args(argv)
-    results = OrderedDict((variant, run_variant(variant, args)) for variant in args.variants)
-    print(markdown_table(results))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
-    return results
+    return run_variants_and_report(argument_parser().parse_args(argv), run_variant, markdown_table)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
     python tools/temporal_benchmark.py --iters 2                # smoke test
 """
 import argparse
-import json
 import os
 import sys
 from collections import OrderedDict
@@ -33,7 +32,7 @@ import torch
 from ccnet.data import build_dataset_mapper
 from ccnet.engine.cli import build_config
 from ccnet.modeling.meta_arch.video import frames_to_clips
-from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net
+from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net, run_variants_and_report
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from torch import nn
@@ -148,14 +147,7 @@ def markdown_table(results: dict) -> str:
 
 
 def main(argv=None) -> dict:
-    args = argument_parser().parse_args(argv)
-    results = OrderedDict((variant, run_variant(variant, args)) for variant in args.variants)
-    print(markdown_table(results))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
-    return results
+    return run_variants_and_report(argument_parser().parse_args(argv), run_variant, markdown_table)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import OrderedDict
 from typing import Callable, Dict, Sequence
 
 import torch
@@ -15,7 +16,7 @@ from torch.profiler._memory_profiler import Action
 
 from ..layers import flop_count_handles
 
-__all__ = ["run_train_net", "module_gflops", "peak_memory_mb"]
+__all__ = ["run_train_net", "module_gflops", "peak_memory_mb", "run_variants_and_report"]
 
 
 def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Sequence[str] = (), cwd: str = None) -> Dict:
@@ -80,3 +81,19 @@ def peak_memory_mb(fn: Callable[[], None]) -> float:
             current += num_bytes
             peak = max(peak, current)
     return peak / 2**20
+
+
+def run_variants_and_report(args, run_variant: Callable, markdown_table: Callable) -> Dict:
+    """Run ``run_variant(name, args)`` for each of ``args.variants`` in turn, print
+    ``markdown_table(results)`` and, with ``args.json``, write the results (and ``args.opts``) as JSON.
+
+    Returns:
+        ``{variant: result}`` in the order run.
+    """
+    results = OrderedDict((variant, run_variant(variant, args)) for variant in args.variants)
+    print(markdown_table(results))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
+    return results
