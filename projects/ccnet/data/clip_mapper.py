@@ -19,12 +19,11 @@ import numpy as np
 import torch
 
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from .mappers import MAPPER_REGISTRY
-from .sem_seg_mapper import build_sem_seg_augmentations, read_sem_seg, swap_mirrored_classes
+from .sem_seg_mapper import SemSegDatasetMapper, read_sem_seg, swap_mirrored_classes
 
 __all__ = ["VideoClipDatasetMapper", "clip_frame_numbers", "clip_frame_files"]
 
@@ -107,18 +106,11 @@ class VideoClipDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        flip_class_map = None
-        if cfg.DATASETS.TRAIN:
-            flip_class_map = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("flip_class_map", None)
+        # The per-frame settings are the semantic mapper's; only the clip keys are added.
         return {
-            "is_train": is_train,
-            "augmentations": build_sem_seg_augmentations(cfg, is_train),
-            "image_format": cfg.INPUT.FORMAT,
+            **SemSegDatasetMapper.from_config(cfg, is_train),
             "clip_length": cfg.INPUT.CLIP.LENGTH,
             "frame_stride": cfg.INPUT.CLIP.FRAME_STRIDE,
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
-            "ignore_label": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-            "flip_class_map": flip_class_map,
         }
 
     def _read_clip(self, dataset_dict: Dict, files: List[str]) -> List[np.ndarray]:
