@@ -1,4 +1,4 @@
-"""The synthetic temporal-context dataset: on-disk layout, and the cue seen in one frame only."""
+"""The synthetic temporal-context dataset: on-disk layout, and a square's class seen in one frame only."""
 import json
 import os
 
@@ -6,19 +6,21 @@ import cv2
 import numpy as np
 import pytest
 
-from ccnet.data.datasets.temporal import CLASSES, TemporalSpec, generate_temporal, load_temporal
+from ccnet.data.datasets.temporal import CLASSES, KINDS, TemporalSpec, generate_temporal, load_temporal
 from detectron2.data import MetadataCatalog
 
-SPEC = TemporalSpec(num_clips=12, seed=5, image_size=32, min_object_size=6, max_object_size=9)
+SPEC = TemporalSpec(num_clips=12, seed=5)
+RED, GREEN = CLASSES.index("red"), CLASSES.index("green")
+DISC, SQUARE = KINDS.index("disc"), KINDS.index("square")
 
 
 def _read_rgb(path):
     return cv2.imread(path)[:, :, ::-1].astype(int)
 
 
-def _coloured(frame):
-    """Pixels that are not grey (R, G, B differ by more than noise): only cue-frame squares."""
-    return (np.abs(frame[..., 0] - frame[..., 1]) > 60) | (np.abs(frame[..., 1] - frame[..., 2]) > 60)
+def _coloured(frame, channel):
+    """Pixels where ``channel`` (0 red, 1 green) clearly dominates: the class colours."""
+    return frame[..., channel] - np.delete(frame, channel, axis=2).max(axis=2) > 100
 
 
 @pytest.fixture(scope="module")
@@ -33,37 +35,47 @@ def test_layout_and_dataset_dicts(dicts):
     mid = SPEC.clip_length // 2
     for record in records:
         clip = record["sequence"]
-        assert record["file_name"] == os.path.join(root, "temporal", "images", "train", f"{clip}_{mid:06d}.png")
-        assert record["sem_seg_file_name"] == os.path.join(root, "temporal", "labels", "train", f"{clip}_{mid:06d}.png")
+        stem = f"{clip}_{mid:06d}.png"
+        assert record["file_name"] == os.path.join(root, "temporal", "images", "train", stem)
+        assert record["sem_seg_file_name"] == os.path.join(root, "temporal", "labels", "train", stem)
+        assert record["kind_file_name"] == os.path.join(root, "temporal", "kinds", "train", stem)
         assert (record["frame_number"], record["sequence_frames"]) == (mid, (0, SPEC.clip_length - 1))
         frames = sorted(os.listdir(os.path.join(root, "temporal", "sequences", clip)))
         assert frames == [f"{clip}_{t:06d}.png" for t in range(SPEC.clip_length)]
         np.testing.assert_array_equal(_read_rgb(record["file_name"]), _read_rgb(record["frame_file_format"].format(mid)))
 
 
-def test_class_is_visible_in_the_cue_frame_only(dicts):
+def test_square_class_shows_in_the_cue_frame_only(dicts):
     root, records = dicts
     with open(os.path.join(root, "temporal", "train.json")) as f:
         cue_frames = {c["clip"]: c["cue_frame"] for c in json.load(f)["clips"]}
-    red, green = CLASSES.index("object_red"), CLASSES.index("object_green")
+    checked = 0
     for record in records:
         frames = [_read_rgb(record["frame_file_format"].format(t)) for t in range(SPEC.clip_length)]
         label = cv2.imread(record["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
+        kinds = cv2.imread(record["kind_file_name"], cv2.IMREAD_UNCHANGED)
         assert set(np.unique(label)) <= set(range(len(CLASSES)))
-        coloured = [bool(_coloured(f).any()) for f in frames]
-        cue = cue_frames[record["sequence"]]
-        assert coloured == [t == cue for t in range(SPEC.clip_length)]
-        assert cue != record["frame_number"]  # the annotated frame never shows the cue
-        # Squares of both classes look the same (grey) in the annotated frame ...
-        annotated = frames[record["frame_number"]]
-        squares = (label == red) | (label == green)
+        assert ((label > 0) == (kinds > 0)).all()  # every object pixel is a disc or a square
+        cue, mid = cue_frames[record["sequence"]], record["frame_number"]
+        assert cue != mid  # the annotated frame never shows a square's class
+        annotated = frames[mid]
+        squares = kinds == SQUARE
+        assert squares.any()
+        # Squares are grey in the annotated frame, whatever their class ...
         assert (annotated[squares].max(axis=1) - annotated[squares].min(axis=1)).max() < 40
-        # ... and the cue frame shows each class's colour near where its squares are.
-        cue_rgb = frames[cue]
-        for cls, channel in ((red, 0), (green, 1)):
-            mask = cv2.dilate((label == cls).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-            has_colour = (cue_rgb[..., channel] - cue_rgb.min(axis=2) > 100) & mask
-            assert has_colour.any() == (label == cls).any()
+        # ... discs show their class colour there ...
+        for cls, channel in ((RED, 0), (GREEN, 1)):
+            discs = (kinds == DISC) & (label == cls)
+            assert _coloured(annotated, channel)[discs].mean() > 0.9 if discs.any() else True
+        # ... and inside its squares (eroded by the drift), only the cue frame shows a square class's colour.
+        for cls, channel in ((RED, 0), (GREEN, 1)):
+            inside = cv2.erode((squares & (label == cls)).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            for t, frame in enumerate(frames):
+                if inside.any():
+                    checked += 1
+                    assert _coloured(frame, channel)[inside].all() == (t == cue), (record["sequence"], t, cls)
+                    assert not _coloured(frame, 1 - channel)[inside].any()
+    assert checked >= SPEC.num_clips * SPEC.clip_length  # at least one square per clip was checked
 
 
 def test_generation_is_deterministic_and_cached(dicts, tmp_path):
@@ -83,3 +95,4 @@ def test_registered():
     assert metadata.evaluator_type == "sem_seg"
     assert metadata.generated_on_first_use
     assert metadata.stuff_classes == list(CLASSES)
+    assert metadata.object_kinds == list(KINDS)

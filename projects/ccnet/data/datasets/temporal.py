@@ -1,25 +1,27 @@
 """A synthetic video dataset whose object classes need temporal context.
 
 Every clip is a short sequence of ``clip_length`` frames; its middle frame is annotated.
-Each clip shows 1-3 grey squares (the *objects*) and 0-2 white discs drifting slowly over
-a textured background.  Squares of the two classes look exactly alike, except in one frame
-of the clip, the *cue frame*, where each square is filled with the colour of its class
-(``object_red`` or ``object_green``).  The cue frame is never the annotated frame, so:
+Objects of two classes, ``red`` and ``green``, drift slowly over a dark background:
 
-* a single-frame model (T=1) sees only grey squares: it can only guess their class,
-  1 in 2 (discs and background it can segment);
-* a clip model whose clip covers the cue frame (T=``clip_length``) can read every square's
-  class from the cue frame, at the same place give or take the drift.
+* 0-2 *discs*, which show their class colour in every frame;
+* 1-2 *squares*, which are grey in every frame but one, the clip's *cue frame*, where each
+  shows its class colour. The cue frame is never the annotated frame.
 
+So a single-frame model (T=1) can segment discs and background, but can only guess the class
+of a square (chance: 50% accuracy on square pixels); a clip model whose clip covers the cue
+frame (T=``clip_length``) can read it there, at the same place give or take the drift. The
+discs make the two colours known to the network from the annotated frames themselves (as an
+object's class is, in real video, evidence the network also meets in the frame at hand).
 Size, grey level, motion and cue frame are drawn independently of the classes, so nothing
-but the cue tells them apart.  Generated on first use under ``$DETECTRON2_DATASETS``
+but the cue tells a square's class.  Generated on first use under ``$DETECTRON2_DATASETS``
 (default ``./datasets``) in the layout of :mod:`ccnet.data.datasets.video` (CamVid's)::
 
     temporal/
       sequences/<clip>/<clip>_000000.png ...   every frame of every clip, RGB
       images/{train,val}/<clip>_<mid>.png      the annotated (middle) frames
       labels/{train,val}/<clip>_<mid>.png      their uint8 class ids (index in CLASSES)
-      {train,val}.json                         the spec, and each clip's cue frame
+      kinds/{train,val}/<clip>_<mid>.png       what each pixel shows (index in KINDS)
+      {train,val}.json                         the spec, and each clip's cue frame and objects
 
 and registered as ``temporal_video_{train,val}`` (``evaluator_type="sem_seg"``), read with
 the ``VideoClipDatasetMapper``.  Generation is deterministic (one seeded generator per clip),
@@ -40,7 +42,7 @@ from .video import load_video_sem_seg
 
 __all__ = [
     "CLASSES",
-    "CUE_DEPENDENT_CLASSES",
+    "KINDS",
     "TemporalSpec",
     "SPLITS",
     "draw_temporal_clip",
@@ -51,20 +53,19 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CLASSES = ("background", "disc", "object_red", "object_green")
+CLASSES = ("background", "red", "green")
 """Class names; a label map stores a class as its index here."""
 
-DISC_CLASS = 1
-CUE_DEPENDENT_CLASSES = (2, 3)
-"""The square classes, which only the cue frame tells apart."""
+CLASS_RGB = {1: (220, 40, 40), 2: (40, 200, 40)}
+"""Colour of an object of each class: a disc in every frame, a square in the cue frame only."""
 
-CUE_RGB = {2: (220, 40, 40), 3: (40, 200, 40)}
-"""Fill colour of a square of each class in the cue frame."""
+KINDS = ("background", "disc", "square")
+"""What a pixel of an annotated frame shows; the ``kinds/`` maps store the index here."""
 
 IGNORE_LABEL = 255
 """Never written by the generator (every pixel is labelled); declared for the evaluator."""
 
-STUFF_COLORS = ((0, 0, 0), (255, 255, 255), (230, 40, 40), (40, 200, 40))
+STUFF_COLORS = ((0, 0, 0), (230, 40, 40), (40, 200, 40))
 """RGB colour of each class when drawing predictions."""
 
 
@@ -74,14 +75,16 @@ class TemporalSpec:
 
     num_clips: int
     seed: int
-    image_size: int = 64
+    image_size: int = 32
     clip_length: int = 5  # frames per clip; the middle one is annotated
-    min_object_size: int = 10  # side of a square / diameter of a disc, pixels
-    max_object_size: int = 16
-    max_squares: int = 3
+    min_object_size: int = 8  # side of a square / diameter of a disc, pixels
+    max_object_size: int = 14
+    max_squares: int = 2
     max_discs: int = 2
-    max_speed: float = 1.0  # pixels per frame along each axis
-    version: int = 1  # bump when the drawing code changes
+    max_speed: float = 0.5  # pixels per frame along each axis
+    background_contrast: float = 5.0  # grey-level amplitude of the smooth background pattern
+    frame_noise: float = 2.0  # std of the pixel noise drawn anew in every frame
+    version: int = 3  # bump when the drawing code changes
 
     @property
     def annotated_frame(self) -> int:
@@ -94,9 +97,9 @@ SPLITS = {
 }
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, contrast: float) -> np.ndarray:
     """A dark, colourless, smoothly varying (size, size, 3) float background."""
-    coarse = rng.uniform(20, 90) + rng.uniform(-20, 20, size=(4, 4)).astype(np.float32)
+    coarse = rng.uniform(20, 90) + rng.uniform(-contrast, contrast, size=(4, 4)).astype(np.float32)
     field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
     return np.repeat(field[:, :, None], 3, axis=2)
 
@@ -112,52 +115,54 @@ def _trajectory(rng: np.random.Generator, spec: TemporalSpec, side: int) -> np.n
     return np.round(start + steps * velocity).astype(int)
 
 
-def draw_temporal_clip(spec: TemporalSpec, index: int) -> Tuple[List[np.ndarray], np.ndarray, dict]:
+def draw_temporal_clip(spec: TemporalSpec, index: int) -> Tuple[List[np.ndarray], np.ndarray, np.ndarray, dict]:
     """Draw clip ``index`` of a split.
 
     Returns:
         frames: ``clip_length`` (S, S, 3) uint8 RGB frames.
         label: (S, S) uint8 class ids of the annotated (middle) frame.
-        record: {"cue_frame": int, "squares": [category ids]}.
+        kinds: (S, S) uint8 index in :data:`KINDS` of each pixel of the annotated frame.
+        record: {"cue_frame": int, "objects": [{"kind", "category_id"}] in drawing order}.
     """
     rng = np.random.default_rng([spec.seed, index, spec.version])
     size, length = spec.image_size, spec.clip_length
     others = [t for t in range(length) if t != spec.annotated_frame]
     cue_frame = int(rng.choice(others))
-    background = _background(rng, size)
-    frames = [background + rng.normal(0, 4, size=background.shape) for _ in range(length)]
+    background = _background(rng, size, spec.background_contrast)
+    frames = [background + rng.normal(0, spec.frame_noise, size=background.shape) for _ in range(length)]
     label = np.zeros((size, size), np.uint8)
     yy, xx = np.mgrid[0:size, 0:size]
 
-    squares = []
-    objects = [("disc", DISC_CLASS)] * int(rng.integers(0, spec.max_discs + 1))
-    for _ in range(rng.integers(1, spec.max_squares + 1)):
-        category = int(rng.choice(CUE_DEPENDENT_CLASSES))
-        objects.append(("square", category))
-        squares.append(category)
+    classes = tuple(CLASS_RGB)
+    objects = [("disc", int(rng.choice(classes))) for _ in range(rng.integers(0, spec.max_discs + 1))]
+    objects += [("square", int(rng.choice(classes))) for _ in range(rng.integers(1, spec.max_squares + 1))]
+    kinds = np.zeros((size, size), np.uint8)
     for shape, category in objects:  # later objects occlude earlier ones, in every frame alike
         side = int(rng.integers(spec.min_object_size, spec.max_object_size + 1))
-        grey = rng.uniform(110, 170) if shape == "square" else rng.uniform(200, 250)
+        grey = rng.uniform(110, 170)
         for t, (x, y) in enumerate(_trajectory(rng, spec, side)):
             if shape == "disc":
                 r = side / 2
                 mask = (xx - x - r + 0.5) ** 2 + (yy - y - r + 0.5) ** 2 <= r * r
             else:
                 mask = (xx >= x) & (xx < x + side) & (yy >= y) & (yy < y + side)
-            frames[t][mask] = CUE_RGB[category] if t == cue_frame and shape == "square" else grey
+            frames[t][mask] = CLASS_RGB[category] if t == cue_frame or shape == "disc" else grey
             if t == spec.annotated_frame:
                 label[mask] = category
+                kinds[mask] = KINDS.index(shape)
     frames = [np.clip(np.round(f), 0, 255).astype(np.uint8) for f in frames]
-    return frames, label, {"cue_frame": cue_frame, "squares": squares}
+    record = {"cue_frame": cue_frame, "objects": [{"kind": k, "category_id": c} for k, c in objects]}
+    return frames, label, kinds, record
 
 
-def _paths(root: str, split: str) -> Tuple[str, str, str, str]:
-    """(json file, image folder, label folder, sequence root) of a split."""
+def _paths(root: str, split: str) -> Tuple[str, str, str, str, str]:
+    """(json file, image folder, label folder, kind folder, sequence root) of a split."""
     base = os.path.join(root, "temporal")
     return (
         os.path.join(base, f"{split}.json"),
         os.path.join(base, "images", split),
         os.path.join(base, "labels", split),
+        os.path.join(base, "kinds", split),
         os.path.join(base, "sequences"),
     )
 
@@ -180,19 +185,18 @@ def generate_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None
         redone next time.
     """
     spec = spec or SPLITS[split]
-    json_file, image_dir, label_dir, sequence_root = _paths(root, split)
+    json_file, image_dir, label_dir, kind_dir, sequence_root = _paths(root, split)
     if os.path.isfile(json_file):
         with open(json_file) as f:
             if json.load(f).get("spec") == asdict(spec):
                 return json_file
     logger.info(f"Generating {spec.num_clips} temporal-context clips under {os.path.dirname(json_file)} ...")
-    for folder in (image_dir, label_dir):  # the annotated frames define the dataset: no stale ones
+    for folder in (image_dir, label_dir, kind_dir):  # the annotated frames define the dataset: no stale ones
         shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(image_dir, exist_ok=True)
-    os.makedirs(label_dir, exist_ok=True)
+        os.makedirs(folder)
     records = []
     for index in range(spec.num_clips):
-        frames, label, record = draw_temporal_clip(spec, index)
+        frames, label, kinds, record = draw_temporal_clip(spec, index)
         clip = f"{split}{index:05d}"
         clip_dir = os.path.join(sequence_root, clip)
         os.makedirs(clip_dir, exist_ok=True)
@@ -201,6 +205,7 @@ def generate_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None
         annotated = f"{clip}_{spec.annotated_frame:06d}.png"
         _write(os.path.join(image_dir, annotated), frames[spec.annotated_frame][:, :, ::-1])
         _write(os.path.join(label_dir, annotated), label)
+        _write(os.path.join(kind_dir, annotated), kinds)
         records.append({"clip": clip, **record})
     tmp_file = f"{json_file}.{os.getpid()}.tmp"
     with open(tmp_file, "w") as f:
@@ -210,22 +215,26 @@ def generate_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None
 
 
 def load_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None) -> List[Dict]:
-    """Generate the split if needed; its dataset dicts (see :func:`load_video_sem_seg`)."""
+    """Generate the split if needed; its dataset dicts (see :func:`load_video_sem_seg`), each
+    with ``kind_file_name``: the map of :data:`KINDS` of its annotated frame."""
     generate_temporal(root, split, spec)
-    _, image_dir, label_dir, sequence_root = _paths(root, split)
-    return load_video_sem_seg(image_dir, label_dir, sequence_root)
+    _, image_dir, label_dir, kind_dir, sequence_root = _paths(root, split)
+    records = load_video_sem_seg(image_dir, label_dir, sequence_root)
+    for record in records:
+        record["kind_file_name"] = os.path.join(kind_dir, os.path.basename(record["sem_seg_file_name"]))
+    return records
 
 
 def register_temporal(root: str) -> None:
     """Register ``temporal_video_{train,val}``; their files are generated when first loaded."""
     for split in SPLITS:
         name = f"temporal_video_{split}"
-        _, image_dir, label_dir, sequence_root = _paths(root, split)
+        _, image_dir, label_dir, _, sequence_root = _paths(root, split)
         DatasetCatalog.register(name, lambda split=split: load_temporal(root, split))
         MetadataCatalog.get(name).set(
             stuff_classes=list(CLASSES),
             stuff_colors=[list(c) for c in STUFF_COLORS],
-            cue_dependent_classes=list(CUE_DEPENDENT_CLASSES),
+            object_kinds=list(KINDS),
             ignore_label=IGNORE_LABEL,
             evaluator_type="sem_seg",
             image_root=image_dir,
