@@ -92,8 +92,8 @@ class TemporalSpec:
 
 
 SPLITS = {
-    "train": TemporalSpec(num_clips=400, seed=0),
-    "val": TemporalSpec(num_clips=100, seed=1),
+    "train": TemporalSpec(num_clips=3000, seed=0),
+    "val": TemporalSpec(num_clips=200, seed=1),
 }
 
 
