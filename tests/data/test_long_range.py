@@ -41,14 +41,15 @@ def test_files_and_labels(dataset):
         label = cv2.imread(d["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
         assert image.shape == (SPEC.image_size, SPEC.image_size, 3) and label.dtype == np.uint8
         assert label.shape == image.shape[:2] == (d["height"], d["width"])
-        expected = np.zeros_like(label)  # background 0, cue 1, objects 2 + colour
+        expected = np.zeros_like(label)  # background 0, cues 1 + colour, objects 4 + colour
         x0, y0, x1, y1 = d["cue"]["bbox"]
-        expected[y0:y1, x0:x1] = 1
         cue_rgb = image[y0:y1, x0:x1].reshape(-1, 3)
         colour = int(np.argmax(cue_rgb.mean(0)))  # the bright channel: red, green or blue
         assert cue_rgb[:, colour].min() >= 180 and np.delete(cue_rgb, colour, axis=1).max() <= 60
+        expected[y0:y1, x0:x1] = 1 + colour
+        assert d["cue"]["category_id"] == 1 + colour
         for obj in d["objects"]:
-            assert obj["category_id"] == 2 + colour
+            assert obj["category_id"] == 4 + colour
             x0, y0, x1, y1 = obj["bbox"]
             expected[y0:y1, x0:x1] = obj["category_id"]
             pixels = image[y0:y1, x0:x1].reshape(-1, 3).astype(int)
@@ -86,7 +87,7 @@ def test_both_kinds_of_objects_and_all_colours_are_common():
     objects = [obj for r in records for obj in r["objects"]]
     aligned = np.mean([obj["aligned"] for obj in objects])
     assert 0.35 < aligned < 0.65
-    colours = np.bincount([obj["category_id"] for obj in objects], minlength=5)[2:] / len(objects)
+    colours = np.bincount([obj["category_id"] for obj in objects], minlength=7)[4:] / len(objects)
     assert (colours > 0.2).all()
 
 
@@ -107,6 +108,8 @@ def test_registered_like_a_real_dataset():
         assert name in DatasetCatalog.list()
         metadata = MetadataCatalog.get(name)
         assert metadata.evaluator_type == "sem_seg" and metadata.ignore_label == 255
-        assert metadata.stuff_classes == ["background", "cue", "object_red", "object_green", "object_blue"]
-        assert metadata.cue_dependent_classes == [2, 3, 4]
+        assert metadata.stuff_classes == [
+            "background", "cue_red", "cue_green", "cue_blue", "object_red", "object_green", "object_blue"
+        ]  # fmt: skip
+        assert metadata.cue_dependent_classes == [4, 5, 6]
         assert metadata.generated_on_first_use

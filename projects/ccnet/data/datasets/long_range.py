@@ -1,8 +1,10 @@
 """A synthetic semantic segmentation dataset whose object classes need long-range context.
 
-Every image holds one small coloured square, the *cue*, and 1-3 grey rectangles, the
-*objects*.  All objects look alike; the class of every object in an image is given by the
-colour of the cue (red, green or blue), which lies far away from it:
+Every image holds one coloured square, the *cue*, and 1-3 smaller grey rectangles, the
+*objects*.  The cue's class is its own colour (``cue_red``, ``cue_green``, ``cue_blue``: a
+local decision, and it makes the network encode the colour).  All objects look alike; the
+class of every object in an image (``object_red``, ...) is the colour of the cue, which lies
+far away from it:
 
 * every object is at least ``min_gap`` pixels away from the cue along the rows or the
   columns (so beyond the receptive field of the benchmark's small backbone and head: a
@@ -19,8 +21,8 @@ the cue tells the class.  Generated on first use under ``$DETECTRON2_DATASETS`` 
 ``./datasets``)::
 
     long_range/
-      images/{train,val}/000000.png     RGB images, IMAGE_SIZE x IMAGE_SIZE
-      labels/{train,val}/000000.png     uint8 class ids (index in CLASSES)
+      images/{train,val}/000000.png     RGB images, image_size x image_size
+      labels/{train,val}/000000.png     uint8 class ids (index in CLASSES; no ignored pixels)
       {train,val}.json                  the spec, and per image the cue and object boxes
 
 and registered as ``long_range_sem_seg_{train,val}`` (``evaluator_type="sem_seg"``).  Each
@@ -40,6 +42,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 __all__ = [
     "CLASSES",
+    "CUE_CLASSES",
     "CUE_COLOURS",
     "CUE_DEPENDENT_CLASSES",
     "LongRangeSpec",
@@ -54,19 +57,25 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CUE_COLOURS = ("red", "green", "blue")
-"""Cue colour k (channel k of RGB is bright) makes every object of the image class 2 + k."""
+"""Cue colour k (channel k of RGB is bright): the cue is class ``CUE_CLASSES[k]`` and every
+object of the image class ``CUE_DEPENDENT_CLASSES[k]``."""
 
-CLASSES = ("background", "cue") + tuple(f"object_{colour}" for colour in CUE_COLOURS)
+CLASSES = (
+    ("background",)
+    + tuple(f"cue_{colour}" for colour in CUE_COLOURS)
+    + tuple(f"object_{colour}" for colour in CUE_COLOURS)
+)
 """Class names; a label map stores a class as its index here."""
 
-CUE_CLASS = 1
-CUE_DEPENDENT_CLASSES = tuple(range(2, len(CLASSES)))
+CUE_CLASSES = tuple(range(1, 1 + len(CUE_COLOURS)))
+"""The cue classes: told apart by the cue's own colour (local)."""
+CUE_DEPENDENT_CLASSES = tuple(range(1 + len(CUE_COLOURS), len(CLASSES)))
 """The object classes, which only the cue tells apart."""
 
 IGNORE_LABEL = 255
 """Never written by the generator (every pixel is labelled); declared for the evaluator."""
 
-STUFF_COLORS = ((0, 0, 0), (255, 255, 255), (230, 40, 40), (40, 200, 40), (50, 90, 240))
+STUFF_COLORS = ((0, 0, 0), (150, 20, 20), (20, 110, 20), (30, 50, 140), (255, 90, 90), (90, 230, 90), (100, 140, 255))
 """RGB colour of each class when drawing predictions."""
 
 
@@ -85,7 +94,7 @@ class LongRangeSpec:
     min_overlap: int = 8  # rows (columns) an aligned object shares with the cue, at least
     min_object_spacing: int = 4  # empty pixels between two objects, at least
     aligned_fraction: float = 0.5
-    version: int = 1  # bump when the drawing code changes
+    version: int = 2  # bump when the drawing code changes
 
 
 SPLITS = {
@@ -186,9 +195,9 @@ def draw_long_range_image(spec: LongRangeSpec, index: int):
     cue_rgb = rng.uniform(0, 60, size=3)
     cue_rgb[colour] = rng.uniform(180, 255)
     image[y0:y1, x0:x1] = cue_rgb
-    label[y0:y1, x0:x1] = CUE_CLASS
+    label[y0:y1, x0:x1] = CUE_CLASSES[colour]
     record = {
-        "cue": {"bbox": list(cue), "category_id": CUE_CLASS},
+        "cue": {"bbox": list(cue), "category_id": CUE_CLASSES[colour]},
         "objects": [
             {"bbox": list(box), "category_id": CUE_DEPENDENT_CLASSES[colour], "aligned": aligned}
             for box, aligned in objects
