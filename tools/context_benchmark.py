@@ -23,7 +23,6 @@ Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
     python tools/context_benchmark.py --json output/context_benchmark/results.json
     python tools/context_benchmark.py --iters 2 --variants fcn rcca_r2   # smoke test
 """
-import argparse
 import json
 import os
 import sys
@@ -33,12 +32,10 @@ import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers th
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from ccnet.engine.cli import build_config
-from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net, run_variants_and_report
+from ccnet.utils.benchmark import run_variants_and_report, segmentor_costs, train_variant, variants_argument_parser
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.modeling import build_model
-from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-LongRange")
@@ -53,14 +50,8 @@ VARIANTS = OrderedDict(
 )
 
 
-def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
-    parser.add_argument("--output-dir", default="output/context_benchmark", help="one OUTPUT_DIR per variant under it")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every variant")
-    return parser
+def argument_parser():
+    return variants_argument_parser(__doc__, VARIANTS, "output/context_benchmark")
 
 
 def _val_batch(cfg, count: int):
@@ -80,49 +71,13 @@ def _val_batch(cfg, count: int):
     return batch
 
 
-class _Network(nn.Module):
-    """The segmentor's network on a normalised (1, 3, H, W) image: tensor in, logits out."""
-
-    def __init__(self, segmentor):
-        super().__init__()
-        self.model = segmentor
-
-    def forward(self, image):
-        return self.model.predict_whole_image(image)
-
-
 def measure_cost(cfg) -> dict:
     """GFLOPs of one image and training-step peak memory (random weights: cost only)."""
     torch.manual_seed(0)
     model = build_model(cfg)
-    context = model.sem_seg_head.context
     batch = _val_batch(cfg, cfg.SOLVER.IMS_PER_BATCH)
-
-    model.eval()
     image = ((batch[0]["image"].float() - model.pixel_mean) / model.pixel_std)[None]
-    flops = module_gflops(_Network(model), (image,))
-    with torch.no_grad():
-        feature = model.backbone(image)[model.sem_seg_head.in_feature]
-        reduced = context.reduce(feature)
-
-    model.train()
-
-    def train_step():
-        sum(model(batch).values()).backward()
-
-    attention_input = reduced.expand(len(batch), -1, -1, -1).clone().requires_grad_()
-
-    def attention_step():
-        context.attend(attention_input).sum().backward()
-
-    return {
-        "gflops_model": flops[""],
-        "gflops_context": flops["model.sem_seg_head.context"],
-        "gflops_attention": flops.get("model.sem_seg_head.context.attention", 0.0),
-        "peak_memory_mb_model": peak_memory_mb(train_step),
-        "peak_memory_mb_attention": peak_memory_mb(attention_step),
-        "feature_size": list(reduced.shape[-2:]),
-    }
+    return segmentor_costs(model, image, batch)
 
 
 def object_accuracy(predictions_file: str, dataset_name: str) -> dict:
@@ -158,18 +113,13 @@ def object_accuracy(predictions_file: str, dataset_name: str) -> dict:
 
 def run_variant(variant: str, args) -> dict:
     config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
-    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
-    output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
-    cfg = build_config(config_file, opts)
-    print(f"{VARIANTS[variant]}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
-    run = run_train_net(os.path.join(ROOT, "train_net.py"), config_file, output_dir, opts, cwd=ROOT)
+    cfg, output_dir, run = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
     metrics = run["metrics"]
 
     dataset = cfg.DATASETS.TEST[0]
     metadata = MetadataCatalog.get(dataset)
     cue_classes = [metadata.stuff_classes[c] for c in metadata.cue_dependent_classes]
     predictions_file = os.path.join(output_dir, "inference", dataset, "sem_seg_predictions.json")
-    print(f"{VARIANTS[variant]}: measuring FLOPs and memory", file=sys.stderr, flush=True)
     return {
         "name": VARIANTS[variant],
         "config": os.path.relpath(config_file, ROOT),

@@ -23,7 +23,6 @@ Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
     python tools/temporal_benchmark.py --json output/temporal_benchmark/results.json
     python tools/temporal_benchmark.py --iters 2                # smoke test
 """
-import argparse
 import os
 import sys
 from collections import OrderedDict
@@ -32,73 +31,29 @@ import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers th
 import cv2
 import torch
 from ccnet.data import build_dataset_mapper
-from ccnet.engine.cli import build_config
 from ccnet.modeling.meta_arch.video import frames_to_clips
-from ccnet.utils.benchmark import module_gflops, peak_memory_mb, run_train_net, run_variants_and_report
+from ccnet.utils.benchmark import run_variants_and_report, segmentor_costs, train_variant, variants_argument_parser
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
-from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-Temporal")
 VARIANTS = OrderedDict([("ccnet_t1", "2D RCCA (T=1)"), ("ccnet_t5", "3D RCCA (T=5)")])
 
 
-def argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
-    parser.add_argument("--output-dir", default="output/temporal_benchmark", help="one OUTPUT_DIR per variant under it")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every variant")
-    return parser
-
-
-class _Network(nn.Module):
-    """The segmentor's network on a normalised clip (T, 3, H, W): tensor in, middle-frame logits out."""
-
-    def __init__(self, segmentor):
-        super().__init__()
-        self.model = segmentor
-
-    def forward(self, clip):
-        return self.model.predict_whole_image(clip)
+def argument_parser():
+    return variants_argument_parser(__doc__, VARIANTS, "output/temporal_benchmark")
 
 
 def measure_cost(cfg) -> dict:
     """GFLOPs of one clip and training-step peak memory (random weights: cost only)."""
     torch.manual_seed(0)
     model = build_model(cfg)
-    context = model.sem_seg_head.context
     mapper = build_dataset_mapper(cfg, is_train=False)  # clips with their labels, unaugmented
     batch = [mapper(d) for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[: cfg.SOLVER.IMS_PER_BATCH]]
-
-    model.eval()
     clip = (batch[0]["image"].float() - model.pixel_mean) / model.pixel_std
-    flops = module_gflops(_Network(model), (clip,))
-    with torch.no_grad():
-        features = model.backbone(clip)[model.sem_seg_head.in_feature]
-        reduced = frames_to_clips(context.reduce(features), len(clip))  # (1, C, T, h, w)
-
-    model.train()
-
-    def train_step():
-        sum(model(batch).values()).backward()
-
-    attention_input = reduced.expand(len(batch), -1, -1, -1, -1).clone().requires_grad_()
-
-    def attention_step():
-        context.attend(attention_input).sum().backward()
-
-    return {
-        "gflops_model": flops[""],
-        "gflops_context": flops["model.sem_seg_head.context"],
-        "gflops_attention": flops.get("model.sem_seg_head.context.attention", 0.0),
-        "peak_memory_mb_model": peak_memory_mb(train_step),
-        "peak_memory_mb_attention": peak_memory_mb(attention_step),
-        "feature_size": list(reduced.shape[-3:]),
-    }
+    return segmentor_costs(model, clip, batch, attention_layout=lambda x: frames_to_clips(x, len(clip)))
 
 
 @torch.no_grad()
@@ -122,14 +77,9 @@ def accuracy_by_kind(cfg, weights: str) -> dict:
 
 def run_variant(variant: str, args) -> dict:
     config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
-    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
-    output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
-    cfg = build_config(config_file, opts)
-    print(f"{VARIANTS[variant]}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
-    run = run_train_net(os.path.join(ROOT, "train_net.py"), config_file, output_dir, opts, cwd=ROOT)
+    cfg, output_dir, run = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
     metrics = run["metrics"]
     metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-    print(f"{VARIANTS[variant]}: measuring accuracy by object kind, FLOPs and memory", file=sys.stderr, flush=True)
     return {
         "name": VARIANTS[variant],
         "config": os.path.relpath(config_file, ROOT),

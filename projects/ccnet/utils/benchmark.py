@@ -1,4 +1,5 @@
 """Helpers for the benchmark tools: run ``train_net.py``, count FLOPs, measure peak memory."""
+import argparse
 import gzip
 import json
 import os
@@ -7,16 +8,25 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torch.profiler._memory_profiler import Action
 
+from ..engine.cli import build_config
 from ..layers import flop_count_handles
 
-__all__ = ["run_train_net", "module_gflops", "peak_memory_mb", "run_variants_and_report"]
+__all__ = [
+    "run_train_net",
+    "module_gflops",
+    "peak_memory_mb",
+    "segmentor_costs",
+    "variants_argument_parser",
+    "train_variant",
+    "run_variants_and_report",
+]
 
 
 def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Sequence[str] = (), cwd: str = None) -> Dict:
@@ -97,3 +107,91 @@ def run_variants_and_report(args, run_variant: Callable, markdown_table: Callabl
         with open(args.json, "w") as f:
             json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
     return results
+
+
+class _WholeImagePredictor(nn.Module):
+    """A segmentor's network on a normalised input: tensor in, logits out (for fvcore)."""
+
+    def __init__(self, segmentor: nn.Module):
+        super().__init__()
+        self.model = segmentor
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_whole_image(image)
+
+
+def segmentor_costs(
+    model: nn.Module,
+    image: torch.Tensor,
+    batch: List[dict],
+    attention_layout: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+) -> Dict:
+    """GFLOPs of one input and training-step peak memory of a CCNet segmentor.
+
+    Args:
+        model: a ``CCNetSemanticSegmentor`` (or the video one) whose head has a ``context``
+            block (``reduce``, ``attention``, ``attend``).
+        image: one normalised input of ``predict_whole_image``: (1, 3, H, W), or a clip (T, 3, H, W).
+        batch: a training batch (dataset dicts with ``image`` and ``sem_seg``).
+        attention_layout: turns the reduced backbone feature of ``image`` (frames, C, h, w) into
+            the context block's attention input ((1, C, h, w); a clip's (1, C, T, h, w)).
+
+    Returns:
+        ``gflops_model``, ``gflops_context``, ``gflops_attention`` (fvcore, one input; 0 without
+        attention), ``peak_memory_mb_model`` (a training step on ``batch``),
+        ``peak_memory_mb_attention`` (forward + backward of the attention alone on a batch of
+        that many feature maps) and ``feature_size`` (the attention input's spatial size).
+    """
+    context = model.sem_seg_head.context
+    model.eval()
+    flops = module_gflops(_WholeImagePredictor(model), (image,))
+    with torch.no_grad():
+        features = model.backbone(image)[model.sem_seg_head.in_feature]
+        reduced = attention_layout(context.reduce(features))
+
+    model.train()
+
+    def train_step():
+        sum(model(batch).values()).backward()
+
+    attention_input = reduced.expand(len(batch), *reduced.shape[1:]).clone().requires_grad_()
+
+    def attention_step():
+        context.attend(attention_input).sum().backward()
+
+    return {
+        "gflops_model": flops[""],
+        "gflops_context": flops["model.sem_seg_head.context"],
+        "gflops_attention": flops.get("model.sem_seg_head.context.attention", 0.0),
+        "peak_memory_mb_model": peak_memory_mb(train_step),
+        "peak_memory_mb_attention": peak_memory_mb(attention_step),
+        "feature_size": list(reduced.shape[2:]),
+    }
+
+
+def variants_argument_parser(description: str, variants: Sequence[str], output_dir: str) -> argparse.ArgumentParser:
+    """The command line shared by the benchmarks that train config variants with ``train_net.py``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(variants), choices=list(variants))
+    parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
+    parser.add_argument("--output-dir", default=output_dir, help="one OUTPUT_DIR per variant under it")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every variant")
+    return parser
+
+
+def train_variant(train_net: str, config_file: str, label: str, args) -> Tuple[object, str, Dict]:
+    """Train and evaluate one variant with ``train_net.py`` as the parsed ``args`` say.
+
+    Returns:
+        ``(cfg, output_dir, run)``: the variant's config (with ``args.opts`` and ``--iters``), its
+        OUTPUT_DIR (``args.output_dir``/<config name>) and :func:`run_train_net`'s result.
+    """
+    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
+    variant = os.path.splitext(os.path.basename(config_file))[0]
+    output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
+    cfg = build_config(config_file, opts)
+    print(f"{label}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
+    run = run_train_net(train_net, config_file, output_dir, opts, cwd=os.path.dirname(os.path.abspath(train_net)))
+    print(f"{label}: measuring", file=sys.stderr, flush=True)
+    return cfg, output_dir, run
