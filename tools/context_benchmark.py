@@ -19,7 +19,7 @@ the other, the same network, data and iterations; only the context block differs
 
 Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
 
-    python tools/context_benchmark.py                          # ~25 min on 2 CPU cores
+    python tools/context_benchmark.py                          # ~10 min on 2 CPU cores
     python tools/context_benchmark.py --json output/context_benchmark/results.json
     python tools/context_benchmark.py --iters 2 --variants fcn rcca_r2   # smoke test
 """

@@ -19,7 +19,7 @@ differs) on ``temporal_video_train`` and writes ONE table:
 
 Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
 
-    python tools/temporal_benchmark.py                          # ~10 min on 2 CPU cores
+    python tools/temporal_benchmark.py                          # ~6 min on 2 CPU cores
     python tools/temporal_benchmark.py --json output/temporal_benchmark/results.json
     python tools/temporal_benchmark.py --iters 2                # smoke test
 """
