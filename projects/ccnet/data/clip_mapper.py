@@ -60,7 +60,7 @@ def clip_frame_files(dataset_dict: Dict, length: int, stride: int = 1) -> List[s
 
 
 @MAPPER_REGISTRY.register()
-class VideoClipDatasetMapper:
+class VideoClipDatasetMapper(SemSegDatasetMapper):
     """Reads a clip of ``clip_length`` frames and applies one random augmentation to all of them.
 
     The augmentation is drawn on the annotated frame (and its label, e.g. for the
@@ -95,14 +95,16 @@ class VideoClipDatasetMapper:
             raise ValueError(f"INPUT.CLIP.LENGTH must be odd and positive (annotated frame in the middle), got {clip_length}")
         if frame_stride < 1:
             raise ValueError(f"INPUT.CLIP.FRAME_STRIDE must be >= 1, got {frame_stride}")
-        self.is_train = is_train
-        self.augmentations = T.AugmentationList(augmentations)
-        self.image_format = image_format
+        super().__init__(
+            is_train,
+            augmentations=augmentations,
+            image_format=image_format,
+            num_classes=num_classes,
+            ignore_label=ignore_label,
+            flip_class_map=flip_class_map,
+        )
         self.clip_length = clip_length
         self.frame_stride = frame_stride
-        self.num_classes = num_classes
-        self.ignore_label = ignore_label
-        self.flip_class_map = flip_class_map
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
