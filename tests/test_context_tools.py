@@ -84,9 +84,11 @@ def test_object_accuracy_splits_aligned_and_off_axis_objects(tmp_path):
     """A hand-built prediction: the aligned object half right, the off-axis one all wrong."""
     benchmark = _load_tool("context_benchmark")
     name = "test_context_tools_objects"
+    label_file = tmp_path / "a_label.png"
+    cv2.imwrite(str(label_file), np.zeros((8, 8), dtype=np.uint8))  # only its size is used here
     records = [
         {
-            "file_name": "a.png", "height": 8, "width": 8,
+            "file_name": "a.png", "sem_seg_file_name": str(label_file), "height": 8, "width": 8,
             "objects": [
                 {"bbox": [0, 0, 4, 2], "category_id": 4, "aligned": True},  # 8 pixels
                 {"bbox": [6, 6, 8, 8], "category_id": 5, "aligned": False},  # 4 pixels

@@ -23,19 +23,21 @@ Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
     python tools/context_benchmark.py --json output/context_benchmark/results.json
     python tools/context_benchmark.py --iters 2 --variants fcn rcca_r2   # smoke test
 """
-import json
 import os
 import sys
 from collections import OrderedDict
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import numpy as np
-import pycocotools.mask as mask_util
-import torch
-from ccnet.utils.benchmark import run_variants_and_report, segmentor_costs, train_variant, variants_argument_parser
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import detection_utils as utils
-from detectron2.modeling import build_model
+from ccnet.utils.benchmark import (
+    predicted_label_maps,
+    run_variants_and_report,
+    segmentor_costs,
+    sem_seg_predictions_file,
+    train_variant,
+    variants_argument_parser,
+)
+from detectron2.data import MetadataCatalog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-LongRange")
@@ -54,49 +56,15 @@ def argument_parser():
     return variants_argument_parser(__doc__, VARIANTS, "output/context_benchmark")
 
 
-def _val_batch(cfg, count: int):
-    """The first ``count`` validation images with their labels, as model inputs."""
-    dicts = DatasetCatalog.get(cfg.DATASETS.TEST[0])[:count]
-    batch = []
-    for d in dicts:
-        image = utils.read_image(d["file_name"], format=cfg.INPUT.FORMAT)
-        batch.append(
-            {
-                "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
-                "sem_seg": torch.as_tensor(utils.read_image(d["sem_seg_file_name"]).astype("long")),
-                "height": d["height"],
-                "width": d["width"],
-            }
-        )
-    return batch
-
-
-def measure_cost(cfg) -> dict:
-    """GFLOPs of one image and training-step peak memory (random weights: cost only)."""
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    batch = _val_batch(cfg, cfg.SOLVER.IMS_PER_BATCH)
-    image = ((batch[0]["image"].float() - model.pixel_mean) / model.pixel_std)[None]
-    return segmentor_costs(model, image, batch)
-
-
 def object_accuracy(predictions_file: str, dataset_name: str) -> dict:
     """Pixel accuracy on the objects of a dataset, overall / aligned / off-axis, in percent.
 
     ``predictions_file`` is SemSegEvaluator's ``sem_seg_predictions.json`` (one RLE per image
     and predicted class); object boxes and the ``aligned`` flag come from the dataset dicts.
     """
-    with open(predictions_file) as f:
-        predictions = json.load(f)
-    by_file = {}
-    for p in predictions:
-        by_file.setdefault(p["file_name"], []).append(p)
     correct = {True: 0, False: 0}
     total = {True: 0, False: 0}
-    for d in DatasetCatalog.get(dataset_name):
-        prediction = np.full((d["height"], d["width"]), -1)
-        for p in by_file.get(d["file_name"], []):
-            prediction[mask_util.decode(p["segmentation"]).astype(bool)] = p["category_id"]
+    for d, prediction, _ in predicted_label_maps(predictions_file, dataset_name):
         for obj in d["objects"]:
             x0, y0, x1, y1 = obj["bbox"]
             region = prediction[y0:y1, x0:x1]
@@ -113,23 +81,15 @@ def object_accuracy(predictions_file: str, dataset_name: str) -> dict:
 
 def run_variant(variant: str, args) -> dict:
     config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
-    cfg, output_dir, run = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
-    metrics = run["metrics"]
-
+    cfg, output_dir, result = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
     dataset = cfg.DATASETS.TEST[0]
     metadata = MetadataCatalog.get(dataset)
     cue_classes = [metadata.stuff_classes[c] for c in metadata.cue_dependent_classes]
-    predictions_file = os.path.join(output_dir, "inference", dataset, "sem_seg_predictions.json")
     return {
-        "name": VARIANTS[variant],
-        "config": os.path.relpath(config_file, ROOT),
-        "iterations": cfg.SOLVER.MAX_ITER,
-        "mIoU": metrics["sem_seg/mIoU"],
-        "IoU": {c: metrics[f"sem_seg/IoU-{c}"] for c in metadata.stuff_classes},
-        "cue_mIoU": float(np.mean([metrics[f"sem_seg/IoU-{c}"] for c in cue_classes])),
-        **object_accuracy(predictions_file, dataset),
-        **measure_cost(cfg),
-        "train_and_eval_seconds": run["seconds"],
+        **result,
+        "cue_mIoU": float(np.mean([result["IoU"][c] for c in cue_classes])),
+        **object_accuracy(sem_seg_predictions_file(output_dir, dataset), dataset),
+        **segmentor_costs(cfg),
     }
 
 

@@ -6,9 +6,9 @@ Trains ``configs/Synthetic-Temporal/ccnet_t1.yaml`` and ``ccnet_t5.yaml`` with `
 differs) on ``temporal_video_train`` and writes ONE table:
 
 * mIoU on ``temporal_video_val`` (the annotated middle frames; from each run's
-  ``metrics.json``), and the trained model's pixel accuracy on the squares, whose class only
-  a frame other than the annotated one shows (chance: 50%), and on the discs, whose class
-  every frame shows;
+  ``metrics.json``), and, from the same evaluation's predictions, the pixel accuracy on the
+  squares, whose class only a frame other than the annotated one shows (chance: 50%), and on
+  the discs, whose class every frame shows;
 * GFLOPs (fvcore, 1 multiply-add = 1 FLOP) of predicting one annotated frame from its clip:
   the context block (reduce conv + attention + project conv), the attention alone, and the
   whole model (the backbone runs on all T frames);
@@ -29,13 +29,16 @@ from collections import OrderedDict
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import cv2
-import torch
-from ccnet.data import build_dataset_mapper
 from ccnet.modeling.meta_arch.video import frames_to_clips
-from ccnet.utils.benchmark import run_variants_and_report, segmentor_costs, train_variant, variants_argument_parser
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.modeling import build_model
+from ccnet.utils.benchmark import (
+    predicted_label_maps,
+    run_variants_and_report,
+    segmentor_costs,
+    sem_seg_predictions_file,
+    train_variant,
+    variants_argument_parser,
+)
+from detectron2.data import MetadataCatalog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-Temporal")
@@ -46,28 +49,16 @@ def argument_parser():
     return variants_argument_parser(__doc__, VARIANTS, "output/temporal_benchmark")
 
 
-def measure_cost(cfg) -> dict:
-    """GFLOPs of one clip and training-step peak memory (random weights: cost only)."""
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    mapper = build_dataset_mapper(cfg, is_train=False)  # clips with their labels, unaugmented
-    batch = [mapper(d) for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[: cfg.SOLVER.IMS_PER_BATCH]]
-    clip = (batch[0]["image"].float() - model.pixel_mean) / model.pixel_std
-    return segmentor_costs(model, clip, batch, attention_layout=lambda x: frames_to_clips(x, len(clip)))
+def accuracy_by_kind(predictions_file: str, dataset_name: str) -> dict:
+    """Pixel accuracy (%) of the evaluated predictions on the background, discs and squares.
 
-
-@torch.no_grad()
-def accuracy_by_kind(cfg, weights: str) -> dict:
-    """Pixel accuracy (%) of the trained model on the validation squares and discs."""
-    model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(weights)
-    mapper = build_dataset_mapper(cfg, is_train=False)
-    kinds = MetadataCatalog.get(cfg.DATASETS.TEST[0]).object_kinds
+    ``predictions_file`` is the run's SemSegEvaluator ``sem_seg_predictions.json``; each
+    annotated frame's label map and map of object kinds come from its dataset dict.
+    """
+    kinds = MetadataCatalog.get(dataset_name).object_kinds
     correct, total = {k: 0 for k in kinds}, {k: 0 for k in kinds}
-    for record in DatasetCatalog.get(cfg.DATASETS.TEST[0]):
-        inputs = mapper(record)
-        prediction = model([inputs])[0]["sem_seg"].argmax(dim=0)
-        hits = (prediction == inputs["sem_seg"]).numpy()
+    for record, prediction, label in predicted_label_maps(predictions_file, dataset_name):
+        hits = prediction == label
         kind_map = cv2.imread(record["kind_file_name"], cv2.IMREAD_UNCHANGED)
         for index, kind in enumerate(kinds):
             correct[kind] += int(hits[kind_map == index].sum())
@@ -77,19 +68,13 @@ def accuracy_by_kind(cfg, weights: str) -> dict:
 
 def run_variant(variant: str, args) -> dict:
     config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
-    cfg, output_dir, run = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
-    metrics = run["metrics"]
-    metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    cfg, output_dir, result = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
+    dataset = cfg.DATASETS.TEST[0]
     return {
-        "name": VARIANTS[variant],
-        "config": os.path.relpath(config_file, ROOT),
+        **result,
         "clip_length": cfg.INPUT.CLIP.LENGTH,
-        "iterations": cfg.SOLVER.MAX_ITER,
-        "mIoU": metrics["sem_seg/mIoU"],
-        "IoU": {c: metrics[f"sem_seg/IoU-{c}"] for c in metadata.stuff_classes},
-        **accuracy_by_kind(cfg, os.path.join(output_dir, "model_final.pth")),
-        **measure_cost(cfg),
-        "train_and_eval_seconds": run["seconds"],
+        **accuracy_by_kind(sem_seg_predictions_file(output_dir, dataset), dataset),
+        **segmentor_costs(cfg, attention_layout=lambda x: frames_to_clips(x, cfg.INPUT.CLIP.LENGTH)),
     }
 
 

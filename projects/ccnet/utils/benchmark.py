@@ -8,13 +8,19 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Sequence, Tuple
 
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torch.profiler._memory_profiler import Action
 
+from ..data import build_dataset_mapper
 from ..engine.cli import build_config
 from ..layers import flop_count_handles
 
@@ -23,6 +29,8 @@ __all__ = [
     "module_gflops",
     "peak_memory_mb",
     "segmentor_costs",
+    "sem_seg_predictions_file",
+    "predicted_label_maps",
     "variants_argument_parser",
     "train_variant",
     "run_variants_and_report",
@@ -120,28 +128,32 @@ class _WholeImagePredictor(nn.Module):
         return self.model.predict_whole_image(image)
 
 
-def segmentor_costs(
-    model: nn.Module,
-    image: torch.Tensor,
-    batch: List[dict],
-    attention_layout: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
-) -> Dict:
-    """GFLOPs of one input and training-step peak memory of a CCNet segmentor.
+def segmentor_costs(cfg, attention_layout: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> Dict:
+    """GFLOPs of one input and training-step peak memory of the CCNet segmentor ``cfg`` builds.
+
+    The model has random weights (seed 0): this measures cost only. Its inputs are the first
+    ``SOLVER.IMS_PER_BATCH`` records of ``DATASETS.TEST[0]`` through the test-time mapper
+    (images, or clips, with their labels).
 
     Args:
-        model: a ``CCNetSemanticSegmentor`` (or the video one) whose head has a ``context``
-            block (``reduce``, ``attention``, ``attend``).
-        image: one normalised input of ``predict_whole_image``: (1, 3, H, W), or a clip (T, 3, H, W).
-        batch: a training batch (dataset dicts with ``image`` and ``sem_seg``).
-        attention_layout: turns the reduced backbone feature of ``image`` (frames, C, h, w) into
-            the context block's attention input ((1, C, h, w); a clip's (1, C, T, h, w)).
+        cfg: the config of a ``CCNetSemanticSegmentor`` (or the video one) whose head has a
+            ``context`` block (``reduce``, ``attention``, ``attend``).
+        attention_layout: turns the reduced backbone feature of one input (frames, C, h, w)
+            into the context block's attention input ((1, C, h, w); a clip's (1, C, T, h, w)).
 
     Returns:
         ``gflops_model``, ``gflops_context``, ``gflops_attention`` (fvcore, one input; 0 without
-        attention), ``peak_memory_mb_model`` (a training step on ``batch``),
+        attention), ``peak_memory_mb_model`` (a training step on the batch),
         ``peak_memory_mb_attention`` (forward + backward of the attention alone on a batch of
         that many feature maps) and ``feature_size`` (the attention input's spatial size).
     """
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    mapper = build_dataset_mapper(cfg, is_train=False)
+    batch = [mapper(d) for d in DatasetCatalog.get(cfg.DATASETS.TEST[0])[: cfg.SOLVER.IMS_PER_BATCH]]
+    first = batch[0]["image"]  # (3, H, W), or a clip (T, 3, H, W)
+    image = ((first.float() - model.pixel_mean) / model.pixel_std).reshape(-1, *first.shape[-3:])
+
     context = model.sem_seg_head.context
     model.eval()
     flops = module_gflops(_WholeImagePredictor(model), (image,))
@@ -169,6 +181,36 @@ def segmentor_costs(
     }
 
 
+def sem_seg_predictions_file(output_dir: str, dataset_name: str) -> str:
+    """Where a ``train_net.py`` run in ``output_dir`` wrote SemSegEvaluator's predictions."""
+    return os.path.join(output_dir, "inference", dataset_name, "sem_seg_predictions.json")
+
+
+def predicted_label_maps(predictions_file: str, dataset_name: str) -> Iterator[Tuple[dict, np.ndarray, np.ndarray]]:
+    """The predictions a ``train_net.py`` evaluation wrote, beside the labels, image by image.
+
+    Args:
+        predictions_file: ``SemSegEvaluator``'s ``sem_seg_predictions.json`` (one RLE per image
+            and predicted class, keyed by ``file_name``).
+        dataset_name: the evaluated dataset; its dicts name the images and label maps.
+
+    Yields:
+        ``(dataset dict, prediction, label)``: (H, W) int64 maps of the predicted class ids (-1
+        where nothing was predicted) and of the ground truth read from ``sem_seg_file_name``.
+    """
+    with open(predictions_file) as f:
+        predictions = json.load(f)
+    by_file = {}
+    for p in predictions:
+        by_file.setdefault(p["file_name"], []).append(p)
+    for d in DatasetCatalog.get(dataset_name):
+        label = cv2.imread(d["sem_seg_file_name"], cv2.IMREAD_UNCHANGED).astype(np.int64)
+        prediction = np.full(label.shape, -1)
+        for p in by_file.get(d["file_name"], []):
+            prediction[mask_util.decode(p["segmentation"]).astype(bool)] = p["category_id"]
+        yield d, prediction, label
+
+
 def variants_argument_parser(description: str, variants: Sequence[str], output_dir: str) -> argparse.ArgumentParser:
     """The command line shared by the benchmarks that train config variants with ``train_net.py``."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,14 +226,27 @@ def train_variant(train_net: str, config_file: str, label: str, args) -> Tuple[o
     """Train and evaluate one variant with ``train_net.py`` as the parsed ``args`` say.
 
     Returns:
-        ``(cfg, output_dir, run)``: the variant's config (with ``args.opts`` and ``--iters``), its
-        OUTPUT_DIR (``args.output_dir``/<config name>) and :func:`run_train_net`'s result.
+        ``(cfg, output_dir, result)``: the variant's config (with ``args.opts`` and ``--iters``),
+        its OUTPUT_DIR (``args.output_dir``/<config name>) and the result fields every benchmark
+        reports: ``name`` (``label``), ``config`` (relative to the repository), ``iterations``,
+        ``mIoU`` and per-class ``IoU`` on ``DATASETS.TEST[0]`` (from the run's ``metrics.json``)
+        and ``train_and_eval_seconds``.
     """
     opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
     variant = os.path.splitext(os.path.basename(config_file))[0]
     output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
     cfg = build_config(config_file, opts)
+    root = os.path.dirname(os.path.abspath(train_net))
     print(f"{label}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
-    run = run_train_net(train_net, config_file, output_dir, opts, cwd=os.path.dirname(os.path.abspath(train_net)))
+    run = run_train_net(train_net, config_file, output_dir, opts, cwd=root)
     print(f"{label}: measuring", file=sys.stderr, flush=True)
-    return cfg, output_dir, run
+    metrics = run["metrics"]
+    result = {
+        "name": label,
+        "config": os.path.relpath(config_file, root),
+        "iterations": cfg.SOLVER.MAX_ITER,
+        "mIoU": metrics["sem_seg/mIoU"],
+        "IoU": {c: metrics[f"sem_seg/IoU-{c}"] for c in MetadataCatalog.get(cfg.DATASETS.TEST[0]).stuff_classes},
+        "train_and_eval_seconds": run["seconds"],
+    }
+    return cfg, output_dir, result
