@@ -138,14 +138,15 @@ class Demo:
             for frame, predictions in tqdm.tqdm(
                 predicted, total=int(video.get(cv2.CAP_PROP_FRAME_COUNT)), desc=os.path.basename(path)
             ):
-                drawn = draw_predictions(
-                    _FrameVisualizer(visualizer, to_rgb(frame, self.image_format)), predictions, self.confidence_threshold
-                )
-                writer.write(drawn.get_image()[:, :, ::-1])
+                writer.write(self.draw_frame(visualizer, frame, predictions)[:, :, ::-1])
         finally:
             video.release()
             writer.release()
 
+    def draw_frame(self, visualizer, frame: np.ndarray, predictions: dict) -> np.ndarray:
+        """One video frame (H, W, 3, the model's format) with its predictions, as (H, W, 3) RGB."""
+        frame_visualizer = _FrameVisualizer(visualizer, to_rgb(frame, self.image_format))
+        return draw_predictions(frame_visualizer, predictions, self.confidence_threshold).get_image()
 
     def predict_frames(self, frames):
         """(frame, predictions) for the frames of a video, in order."""
@@ -159,11 +160,9 @@ class Demo:
         visualizer = VideoVisualizer(self.metadata, ColorMode.IMAGE)
         written = []
         for path, (frame, predictions) in zip(paths, self.predict_frames(frames)):
-            drawn = draw_predictions(
-                _FrameVisualizer(visualizer, to_rgb(frame, self.image_format)), predictions, self.confidence_threshold
-            )
+            drawn = self.draw_frame(visualizer, frame, predictions)
             written.append(os.path.join(output_dir, os.path.splitext(os.path.basename(path))[0] + ".png"))
-            if not cv2.imwrite(written[-1], drawn.get_image()[:, :, ::-1]):
+            if not cv2.imwrite(written[-1], drawn[:, :, ::-1]):
                 raise OSError(f"could not write {written[-1]}")
         return written
 

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import load_coco_json, register_coco_instances
 
 __all__ = ["CLASSES", "ShapesSpec", "SPLITS", "generate_shapes", "register_shapes_instances"]
