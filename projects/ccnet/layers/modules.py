@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from .criss_cross import criss_cross_attention, criss_cross_attention_3d
-from .projections import project
+from .projections import conv_bias, project
 
 __all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
 
@@ -38,8 +38,9 @@ class CrissCrossAttention(nn.Module):
         # gamma * CCA(q, k, v) == CCA(q, k, gamma * v) (the attention is linear in the values),
         # and gamma * v is folded into the value conv's weights: no extra activation is kept
         # for gamma's gradient, the output is a plain sum.
-        convs, scales = (self.query, self.key, self.value), (None, None, self.gamma)
-        query, key, value = project(x, convs, scales)
+        weights = [self.query.weight, self.key.weight, self.value.weight * self.gamma]
+        biases = [conv_bias(self.query), conv_bias(self.key), conv_bias(self.value) * self.gamma]
+        query, key, value = project(x, weights, biases)
         return x + self._attend(query, key, value)
 
     def extra_repr(self) -> str:
@@ -56,7 +57,7 @@ class CrissCrossAttention3d(CrissCrossAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
-            raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {x.shape}")
         return super().forward(x)
 
     def _attend(self, query, key, value):
