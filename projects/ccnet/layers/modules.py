@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from .criss_cross import criss_cross_attention, criss_cross_attention_3d
-from .projections import conv_bias, project
+from .projections import bias_of, project
 
 __all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
 
@@ -39,7 +39,7 @@ class CrissCrossAttention(nn.Module):
         # and gamma * v is folded into the value conv's weights: no extra activation is kept
         # for gamma's gradient, the output is a plain sum.
         weights = [self.query.weight, self.key.weight, self.value.weight * self.gamma]
-        biases = [conv_bias(self.query), conv_bias(self.key), conv_bias(self.value) * self.gamma]
+        biases = [bias_of(self.query.bias), bias_of(self.key.bias), bias_of(self.value.bias) * self.gamma]
         query, key, value = project(x, weights, biases)
         return x + self._attend(query, key, value)
 

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .projections import conv_bias, project
+from .projections import bias_of, project
 
 __all__ = ["non_local_attention", "NonLocalBlock"]
 
@@ -49,5 +49,5 @@ class NonLocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = [self.theta.weight, self.phi.weight, self.g.weight]
-        theta, phi, g = project(x, weights, [conv_bias(self.theta), conv_bias(self.phi), conv_bias(self.g)])
+        theta, phi, g = project(x, weights, [bias_of(self.theta.bias), bias_of(self.phi.bias), bias_of(self.g.bias)])
         return x + self.out(non_local_attention(theta, phi, g))

@@ -1,16 +1,14 @@
 """Several 1x1 projections of the same input computed as one convolution."""
-from typing import List
+from typing import List, Optional
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["conv_bias", "project"]
+__all__ = ["bias_of", "project"]
 
 
-def conv_bias(conv: nn.Conv2d) -> torch.Tensor:
-    """The bias of a conv built with one (``conv.bias`` is Optional for TorchScript)."""
-    bias = conv.bias
+def bias_of(bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """``conv.bias`` of a conv built with one (Optional to TorchScript)."""
     assert bias is not None
     return bias
 

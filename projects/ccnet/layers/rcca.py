@@ -2,7 +2,6 @@
 import fvcore.nn.weight_init as weight_init
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from detectron2.layers import Conv2d, get_norm
 
@@ -20,7 +19,7 @@ def _conv3x3_norm(in_channels: int, out_channels: int, norm) -> Conv2d:
         padding=1,
         bias=not norm,
         norm=get_norm(norm, out_channels),
-        activation=F.relu,
+        activation=nn.ReLU(),
     )
     weight_init.c2_msra_fill(conv)
     return conv

@@ -136,7 +136,9 @@ class CCNetVideoSegmentor(CCNetSemanticSegmentor):
         """(T, C, h, w) normalised clip -> (1, K, h, w) logits of its middle frame, one pass."""
         clip_length = image.shape[0]
         height, width = image.shape[-2:]
-        padded = ImageList.from_tensors(list(image), self.backbone.size_divisibility)
-        logits, _ = self.sem_seg_head(self.backbone(padded.tensor), clip_length=clip_length)
+        # The clip is padded as one tensor: ImageList pads a list of frames by copying them into
+        # a new tensor in place, which the ONNX exporter drops (the input became a constant).
+        padded = ImageList.from_tensors([image], self.backbone.size_divisibility).tensor[0]
+        logits, _ = self.sem_seg_head(self.backbone(padded), clip_length=clip_length)
         middle = clip_length // 2
         return logits[middle : middle + 1, :, :height, :width]
