@@ -269,7 +269,8 @@ def criss_cross_attention(
     """
     if torch.jit.is_scripting():
         return criss_cross_portable(query, key, value)
-    _check_inputs("criss_cross_attention", query, key, value, spatial_dims=2)
+    if not torch.jit.is_tracing():  # (a trace would record the checks' shape comparisons)
+        _check_inputs("criss_cross_attention", query, key, value, spatial_dims=2)
     return _criss_cross(query, key, value)
 
 
@@ -288,7 +289,8 @@ def criss_cross_attention_3d(
     """
     if torch.jit.is_scripting():
         return criss_cross_portable_3d(query, key, value)
-    _check_inputs("criss_cross_attention_3d", query, key, value, spatial_dims=3)
+    if not torch.jit.is_tracing():  # (a trace would record the checks' shape comparisons)
+        _check_inputs("criss_cross_attention_3d", query, key, value, spatial_dims=3)
     return _criss_cross(query, key, value)
 
 

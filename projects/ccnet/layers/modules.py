@@ -32,9 +32,11 @@ class CrissCrossAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def _attend(self, query, key, value):
+        """The attention of this block's dimensionality (2D here)."""
         return criss_cross_attention(query, key, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (No shape check here: criss_cross_attention names a wrong input's shape.)
         # gamma * CCA(q, k, v) == CCA(q, k, gamma * v) (the attention is linear in the values),
         # and gamma * v is folded into the value conv's weights: no extra activation is kept
         # for gamma's gradient, the output is a plain sum.
@@ -55,10 +57,7 @@ class CrissCrossAttention3d(CrissCrossAttention):
     every frame (see :func:`project`), so a 2D checkpoint loads as is.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {x.shape}")
-        return super().forward(x)
-
     def _attend(self, query, key, value):
+        # A 4-D input fails in criss_cross_attention_3d, which names the expected shape; the
+        # projections (project) take 4-D and 5-D inputs alike.
         return criss_cross_attention_3d(query, key, value)
