@@ -34,22 +34,17 @@ def _relative_error(actual, expected):
     return float((actual.double() - expected).abs().max() / expected.abs().max())
 
 
-@pytest.mark.parametrize("shape", SHAPES_2D)
-def test_portable_2d_equals_brute_force_and_the_eager_function(shape):
-    q, k, v = _qkv(shape)
-    expected, _ = criss_cross_brute_force(q, k, v)
-    portable = criss_cross_portable(q, k, v)
-    assert _relative_error(portable, expected) <= FLOAT32_RTOL
-    assert _relative_error(portable, criss_cross_attention(q, k, v).double()) <= FLOAT32_RTOL
+CASES = [(criss_cross_portable, criss_cross_attention, s) for s in SHAPES_2D]
+CASES += [(criss_cross_portable_3d, criss_cross_attention_3d, s) for s in SHAPES_3D]
 
 
-@pytest.mark.parametrize("shape", SHAPES_3D)
-def test_portable_3d_equals_brute_force_and_the_eager_function(shape):
+@pytest.mark.parametrize("portable,eager,shape", CASES, ids=[str(c[2]) for c in CASES])
+def test_portable_equals_brute_force_and_the_eager_function(portable, eager, shape):
     q, k, v = _qkv(shape)
     expected, _ = criss_cross_brute_force(q, k, v)
-    portable = criss_cross_portable_3d(q, k, v)
-    assert _relative_error(portable, expected) <= FLOAT32_RTOL
-    assert _relative_error(portable, criss_cross_attention_3d(q, k, v).double()) <= FLOAT32_RTOL
+    out = portable(q, k, v)
+    assert _relative_error(out, expected) <= FLOAT32_RTOL
+    assert _relative_error(out, eager(q, k, v).double()) <= FLOAT32_RTOL
 
 
 @pytest.mark.parametrize("fn,shape", [(criss_cross_portable, (1, 4, 6, 5)), (criss_cross_portable_3d, (1, 4, 3, 4, 5))])
