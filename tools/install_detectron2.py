@@ -47,6 +47,8 @@ CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache"
 # Source snapshots of upstream Detectron2 whose content is known: name -> sha256.
 KNOWN_ARCHIVES = {
     "detectron2-main-02b5c4e2.tar.gz": "a42c29a2376e7bcc0b704a173612dd6f75960d837ccf4d340a0d714ac92e36f0",
+    # Detectron2 v0.6's tests/ only (for tools/run_detectron2_tests.py)
+    "detectron2-v0.6-tests.tar.gz": "000ce00087d0f85b965721953403c26dd5d52c8c5623f56610b3165746f71827",
 }
 UPSTREAM_STAMP = Path(sys.prefix) / ".ccnet-detectron2-source"
 
