@@ -26,17 +26,16 @@ def _coco_fixture(tmp_path):
     6 images of 48x64, 3 categories, rectangles as instances; predictions are the ground truth
     jittered, some misclassified, false positives, one missed object, one image without any
     prediction, one crowd region and one category without ground truth.
-    Returns (json path, dataset dicts, outputs as COCOEvaluator.process takes them).
+    Returns (json path, outputs for images 1..6 as COCOEvaluator.process takes them).
     """
     from detectron2.structures import Boxes, Instances
     from pycocotools import mask as mask_util
 
     rng = np.random.default_rng(0)
     height, width = 48, 64
-    images, annotations, dicts, outputs = [], [], [], []
+    images, annotations, outputs = [], [], []
     for image_id in range(1, 7):
         images.append({"id": image_id, "width": width, "height": height, "file_name": f"{image_id}.png"})
-        dicts.append({"image_id": image_id, "height": height, "width": width, "file_name": f"{image_id}.png"})
         boxes, classes, scores = [], [], []
         for _ in range(rng.integers(1, 5)):
             x0, y0 = rng.integers(0, width - 16), rng.integers(0, height - 12)
@@ -76,7 +75,7 @@ def _coco_fixture(tmp_path):
     categories = [{"id": i, "name": f"c{i}"} for i in (1, 2, 3)]
     path = tmp_path / "gt.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return str(path), dicts, outputs
+    return str(path), outputs
 
 
 def _coco_metrics(dataset_name, dicts, outputs, use_fast_impl):
@@ -93,10 +92,11 @@ def test_fast_coco_eval_gives_pycocotools_box_and_mask_ap(tmp_path):
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.data.datasets import register_coco_instances
 
-    json_file, dicts, outputs = _coco_fixture(tmp_path)
+    json_file, outputs = _coco_fixture(tmp_path)
     name = "fast_cocoeval_parity"
     register_coco_instances(name, {}, json_file, str(tmp_path))
     try:
+        dicts = DatasetCatalog.get(name)  # sorted by image id; sets the category id mapping
         reference = _coco_metrics(name, dicts, outputs, use_fast_impl=False)  # pycocotools' COCOeval
         fast = _coco_metrics(name, dicts, outputs, use_fast_impl=True)  # Detectron2's C++ COCOeval_opt
     finally:
@@ -120,7 +120,7 @@ def test_project_evaluates_coco_with_the_fast_cocoeval(tmp_path):
     from ccnet.engine import Trainer
     from ccnet.engine.cli import build_config
 
-    json_file, _, _ = _coco_fixture(tmp_path)
+    json_file, _ = _coco_fixture(tmp_path)
     name = "fast_cocoeval_project"
     register_coco_instances(name, {}, json_file, str(tmp_path))
     try:
