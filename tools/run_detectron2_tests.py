@@ -94,8 +94,8 @@ class Recorder:
             self.failed.add(report.nodeid)
         elif report.skipped and report.when in ("setup", "call"):
             self.skipped += 1
-        elif report.passed and report.when == "call":
-            self.passed.add(report.nodeid)
+        elif report.passed and report.when == "call" and not hasattr(report, "context"):
+            self.passed.add(report.nodeid)  # (a passing unittest subTest has a context: not a test)
 
 
 def main(argv=None) -> int:
