@@ -119,7 +119,8 @@ def test_pillow_removed_linear():
 def test_extent_transform_default_interpolation_works():
     from detectron2.data.transforms import ExtentTransform
 
-    assert Image.LINEAR == Image.BILINEAR
+    if "pillow_linear" in compat.applied():
+        assert Image.LINEAR == Image.BILINEAR
     image = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
     out = ExtentTransform(src_rect=(0, 0, 16, 16), output_size=(8, 8)).apply_image(image)
     assert out.shape == (8, 8, 3)
@@ -223,3 +224,97 @@ def test_safe_load_pickle_reads_numpy_scalars_and_containers():
     loaded = compat.safe_load_pickle(io.BytesIO(pickle.dumps(data)))
     assert loaded["a"] == np.float32(1.5) and loaded["c"] == ("x", 1)
     np.testing.assert_array_equal(loaded["b"][0], np.arange(3))
+
+
+# --- MapDataset: a mapper returning None skips the sample ---------------------------------------
+
+
+def test_map_dataset_replaces_a_sample_the_mapper_skips():
+    from detectron2.data.common import MapDataset
+
+    dataset = MapDataset(list(range(6)), lambda x: None if x in (2, 4) else x * 10)
+    out = [dataset[i] for i in range(6)]
+    assert [out[i] for i in (0, 1, 3, 5)] == [0, 10, 30, 50]
+    # The skipped ones are replaced by samples the mapper accepted.
+    assert {out[2], out[4]} <= {0, 10, 30, 50}
+
+
+def test_train_loader_skips_samples_the_mapper_rejects():
+    from detectron2.data import build_detection_train_loader
+
+    dicts = [{"image_id": i, "width": 4, "height": 3} for i in range(4)]
+    loader = build_detection_train_loader(
+        dicts, mapper=lambda d: None if d["image_id"] == 1 else d, total_batch_size=2, num_workers=0
+    )
+    seen = [d["image_id"] for _, batch in zip(range(5), loader) for d in batch]
+    assert len(seen) == 10 and set(seen) <= {0, 2, 3}
+
+
+# --- hooks.LRScheduler: a torch scheduler survives --resume -------------------------------------
+
+
+class _OneWeight(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, batch):
+        return {"loss": (self.w - 1).pow(2).sum()}
+
+
+def _trainer_with_step_lr(checkpoint_dir, lr):
+    import itertools
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.engine import SimpleTrainer, hooks
+
+    model = _OneWeight()
+    optimizer = torch.optim.SGD(model.parameters(), lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3)  # x0.1 every 3 steps
+    assert not isinstance(scheduler, torch.optim.lr_scheduler._LRScheduler)
+    trainer = SimpleTrainer(model, itertools.repeat(None), optimizer)
+    checkpointer = DetectionCheckpointer(model, str(checkpoint_dir), optimizer=optimizer, trainer=trainer)
+    trainer.register_hooks([hooks.LRScheduler(scheduler=scheduler), hooks.PeriodicCheckpointer(checkpointer, 10)])
+    return trainer, checkpointer, optimizer, scheduler
+
+
+def test_torch_lr_scheduler_state_is_restored_by_resume(tmp_path):
+    trainer, _, optimizer, scheduler = _trainer_with_step_lr(tmp_path, lr=0.1)
+    trainer.train(0, 12)
+    assert scheduler.last_epoch == 12 and optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.1**4)
+
+    trainer, checkpointer, optimizer, scheduler = _trainer_with_step_lr(tmp_path, lr=999.0)
+    checkpointer.resume_or_load("", resume=True)
+    assert trainer.iter == 11  # the last finished iteration, counted from 0
+    assert scheduler.last_epoch == 12  # scheduler.step() calls, counted from 1
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.1**4)
+
+
+# --- which fixes this Detectron2 needed ---------------------------------------------------------
+
+# Everything Detectron2 0.6 needs with today's libraries.
+V0_6_FIXES = {
+    "jit_script_warning", "compiled_ops_stand_in", "pillow_linear", "model_zoo_pkg_resources",
+    "numpy_aliases", "pth_weights_only", "pkl_data_only", "map_dataset_retry", "lr_scheduler_state",
+}
+# Upstream main (checked at 02b5c4e2) fixed the rest itself; it still scripts box_regression's helpers
+# at import, model_zoo still imports pkg_resources, .pkl files still go through pickle, and fvcore
+# (pinned) still loads .pth with torch's default.
+MAIN_FIXES = {"jit_script_warning", "model_zoo_pkg_resources", "pth_weights_only", "pkl_data_only"}
+
+
+def _detectron2_revision() -> str:
+    """'main' for upstream main since 2022 (data/common.py's _TorchSerializedList), else '0.6'."""
+    from detectron2.data import common
+
+    return "main" if hasattr(common, "_TorchSerializedList") else "0.6"
+
+
+def test_applied_fixes_are_the_ones_this_detectron2_needs():
+    expected = set(MAIN_FIXES if _detectron2_revision() == "main" else V0_6_FIXES)
+    if compat.has_compiled_ops():
+        expected.discard("compiled_ops_stand_in")
+    if importlib.util.find_spec("pkg_resources") is not None:
+        expected.discard("model_zoo_pkg_resources")
+    print("ccnet.compat applied:", compat.applied())
+    assert set(compat.applied()) == expected

@@ -10,11 +10,20 @@ Two sources, chosen by the environment variable ``CCNET_DETECTRON2``:
   ``setup.py``, its model-zoo configs are put where ``setup.py`` looks for them,
   and the tree is installed with ``pip --no-build-isolation --no-deps``.
   The compiled ops are replaced at import time by ``ccnet.compat``.
-* ``upstream``: official Detectron2 v0.6 built from source with its compiled
-  ops (needs internet and a C++/CUDA toolchain), e.g. on a GPU cluster.
-  Override the git URL with ``CCNET_DETECTRON2_URL``.
+* ``upstream``: official Detectron2 built from source with its compiled ops
+  (needs a C++ toolchain, and CUDA for the GPU ops).  ``CCNET_DETECTRON2_URL``
+  names the source (default: the v0.6 tag on GitHub):
 
-Running it again is a no-op when the requested Detectron2 is already installed.
+  - a pip requirement such as ``git+https://github.com/facebookresearch/detectron2.git``
+    (needs internet);
+  - a local source archive (``.tar.gz``/``.zip``) or an unpacked source folder, e.g. the
+    snapshot ``detectron2-main-02b5c4e2.tar.gz``.  Archives listed in ``KNOWN_ARCHIVES``
+    are refused when their sha256 differs.
+
+  What was built is recorded in ``<environment>/.ccnet-detectron2-source``.
+
+Running it again is a no-op when the requested Detectron2 is already installed
+(for ``upstream``: the same source, recorded in the stamp, with its compiled ops).
 """
 import hashlib
 import importlib.util
@@ -35,6 +44,13 @@ SDIST_URL = (
 SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 UPSTREAM_URL = "git+https://github.com/facebookresearch/detectron2.git@v0.6"
 CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache"
+# Source snapshots of upstream Detectron2 whose content is known: name -> sha256.
+KNOWN_ARCHIVES = {
+    "detectron2-main-02b5c4e2.tar.gz": "a42c29a2376e7bcc0b704a173612dd6f75960d837ccf4d340a0d714ac92e36f0",
+    # Detectron2 v0.6's tests/ only (for tools/run_detectron2_tests.py)
+    "detectron2-v0.6-tests.tar.gz": "000ce00087d0f85b965721953403c26dd5d52c8c5623f56610b3165746f71827",
+}
+UPSTREAM_STAMP = Path(sys.prefix) / ".ccnet-detectron2-source"
 
 
 def installed_detectron2():
@@ -90,6 +106,38 @@ def prepare_source_tree(sdist: Path, workdir: Path) -> Path:
     return source
 
 
+def upstream_source_id(source: str) -> str:
+    """What identifies a build source: the sha256 of a local archive, else the path or URL.
+
+    Exits with an error for a missing local file, or a known archive whose sha256 differs.
+    """
+    path = Path(source).expanduser()
+    looks_local = path.suffix in (".gz", ".zip", ".tgz") or os.sep in source and "://" not in source
+    if path.is_dir():
+        return f"dir:{path.resolve()}"
+    if not path.is_file():
+        if looks_local:
+            sys.exit(f"Detectron2 source {source!r} does not exist")
+        return f"pip:{source}"
+    actual = sha256_of(path)
+    expected = KNOWN_ARCHIVES.get(path.name)
+    if expected is not None and actual != expected:
+        sys.exit(f"sha256 mismatch for {path}: expected {expected}, got {actual}")
+    return f"archive:{path.name}:sha256={actual}"
+
+
+def install_upstream(source: str, package_dir) -> None:
+    """Build Detectron2 with its compiled ops from ``source`` unless that build is installed."""
+    source_id = upstream_source_id(source)
+    built = UPSTREAM_STAMP.read_text().strip() if UPSTREAM_STAMP.exists() else None
+    if package_dir is not None and has_compiled_ops(package_dir) and built in (None, source_id):
+        print(f"detectron2 with compiled ops already installed at {package_dir} ({built or 'source not recorded'})")
+        return
+    target = str(Path(source).expanduser().resolve()) if not source_id.startswith("pip:") else source
+    pip_install("--force-reinstall", "--no-deps", target)
+    UPSTREAM_STAMP.write_text(source_id + "\n")
+
+
 def pip_install(*args: str) -> None:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--no-build-isolation", *args])
 
@@ -105,10 +153,7 @@ def main() -> None:
             tree = prepare_source_tree(fetch_sdist(), Path(tmp))
             pip_install("--no-deps", str(tree))
     elif source == "upstream":
-        if package_dir is not None and has_compiled_ops(package_dir):
-            print(f"detectron2 with compiled ops already installed at {package_dir}")
-            return
-        pip_install("--force-reinstall", "--no-deps", os.environ.get("CCNET_DETECTRON2_URL", UPSTREAM_URL))
+        install_upstream(os.environ.get("CCNET_DETECTRON2_URL") or UPSTREAM_URL, package_dir)
     else:
         sys.exit(f"CCNET_DETECTRON2 must be 'pypi' or 'upstream', got {source!r}")
 

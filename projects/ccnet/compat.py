@@ -1,9 +1,14 @@
-"""Every work-around for running Detectron2 0.6 on today's libraries, in one place.
+"""Every work-around for running Detectron2 on today's libraries, in one place.
 
 ``import ccnet`` calls :func:`apply` before anything imports Detectron2's modules.
 Each fix names the upstream problem it works around, touches only what is broken,
 is idempotent, and has a test in ``tests/test_compat.py`` that shows it is needed
 and that it works.
+
+Each fix first checks whether the installed Detectron2 has the problem: by behaviour
+(a probe call) or by the source of the module concerned, never by version string
+(upstream main still calls itself 0.6).  An upstream Detectron2 that is already right
+is left alone; :func:`applied` names the fixes that were needed here.
 
 =======================  ==========================================================
 problem                  fix
@@ -29,6 +34,14 @@ problem                  fix
 ``torch.jit.script``    Deprecated in recent torch; Detectron2 0.6 scripts two helpers at
 warning                  import time, which printed the same FutureWarning twice on every
                          run.  That one message is silenced; nothing else is.
+``MapDataset`` retry     A mapper may return ``None`` to skip a sample; 0.6 then draws a
+                         replacement with ``random.sample(set, k=1)``, a ``TypeError`` on
+                         Python >= 3.11, so one bad sample crashed training.  The retry
+                         draws from a sorted list instead (upstream main's fix).
+``hooks.LRScheduler``   0.6 saves and restores the scheduler only if it subclasses
+state                    ``torch.optim.lr_scheduler._LRScheduler``; torch >= 2 schedulers
+                         subclass ``LRScheduler``, so ``--resume`` silently reset a user's
+                         own torch scheduler.  Both methods test for ``LRScheduler``.
 checkpoint loading       torch >= 2.6 loads ``.pth`` files with ``weights_only=True``
                          and fvcore relies on the default; Detectron2 unpickles
                          ``.pkl`` weight files with plain :mod:`pickle`, which runs
@@ -42,12 +55,15 @@ import importlib
 import importlib.resources
 import importlib.util
 import io
+import logging
 import pickle
+import re
 import sys
 import types
 import warnings
+from pathlib import Path
 
-__all__ = ["apply", "MissingCompiledOpError", "has_compiled_ops", "safe_load_pickle"]
+__all__ = ["apply", "applied", "MissingCompiledOpError", "has_compiled_ops", "safe_load_pickle"]
 
 INSTALL_HINT = (
     "The PyPI build of Detectron2 0.6 used by `make setup` has no compiled C++/CUDA ops. "
@@ -110,15 +126,26 @@ def has_compiled_ops() -> bool:
     return importlib.util.find_spec("detectron2._C") is not None
 
 
+def _detectron2_source(relative_path: str) -> str:
+    """The source text of a Detectron2 module, read without importing it ("" if absent)."""
+    package = Path(importlib.util.find_spec("detectron2").origin).parent
+    path = package / relative_path
+    return path.read_text() if path.is_file() else ""
+
+
 def _silence_jit_script_deprecation():
+    # Only Detectron2 versions that script functions when their modules are imported print it.
+    if not re.search(r"^@torch\.jit\.script$", _detectron2_source("modeling/box_regression.py"), re.M):
+        return False
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    return True
 
 
 def _install_compiled_ops_stand_in():
     import detectron2
 
     if has_compiled_ops():
-        return
+        return False
     stand_in = _MissingCompiledOps()
     sys.modules["detectron2._C"] = stand_in
     detectron2._C = stand_in
@@ -130,13 +157,16 @@ def _install_compiled_ops_stand_in():
         return stand_in.nms_rotated
 
     nms_module.nms_rotated = layers.nms_rotated = nms_rotated
+    return True
 
 
 def _restore_pillow_linear():
     from PIL import Image
 
-    if not hasattr(Image, "LINEAR"):
-        Image.LINEAR = Image.BILINEAR
+    if hasattr(Image, "LINEAR") or "Image.LINEAR" not in _detectron2_source("data/transforms/transform.py"):
+        return False
+    Image.LINEAR = Image.BILINEAR
+    return True
 
 
 def _numpy_with_removed_aliases():
@@ -154,10 +184,17 @@ def _patch_numpy_aliases():
     import numpy
 
     if hasattr(numpy, "int") and hasattr(numpy, "float"):
-        return
+        return False
+    alias = re.compile(r"\bnp\.(int|float|bool|object)\b")
+    users = [
+        name
+        for name in ("detectron2.evaluation.sem_seg_evaluation", "detectron2.data.build")
+        if alias.search(_detectron2_source(name.split(".", 1)[1].replace(".", "/") + ".py"))
+    ]
     namespace = _numpy_with_removed_aliases()
-    for name in ("detectron2.evaluation.sem_seg_evaluation", "detectron2.data.build"):
+    for name in users:
         importlib.import_module(name).np = namespace
+    return bool(users)
 
 
 def _resource_filename(package: str, resource: str) -> str:
@@ -166,9 +203,11 @@ def _resource_filename(package: str, resource: str) -> str:
 
 def _import_model_zoo_without_pkg_resources():
     if "detectron2.model_zoo.model_zoo" in sys.modules:
-        return
+        return False
     if importlib.util.find_spec("pkg_resources") is not None:
-        return
+        return False
+    if "import pkg_resources" not in _detectron2_source("model_zoo/model_zoo.py"):
+        return False
     stand_in = types.ModuleType("pkg_resources")
     stand_in.resource_filename = _resource_filename
     sys.modules["pkg_resources"] = stand_in
@@ -177,6 +216,7 @@ def _import_model_zoo_without_pkg_resources():
     finally:
         # Other libraries test for pkg_resources to choose code paths: don't leave it behind.
         del sys.modules["pkg_resources"]
+    return True
 
 
 class _WeightsUnpickler(pickle.Unpickler):
@@ -213,38 +253,138 @@ def safe_load_pickle(file) -> object:
     return _WeightsUnpickler(file, encoding="latin1").load()
 
 
-def _load_checkpoints_as_data_only():
+def _load_pth_weights_only():
+    """fvcore's ``Checkpointer._load_file`` leaves ``weights_only`` to torch's default."""
+    import inspect
+
     import torch
     from fvcore.common.checkpoint import Checkpointer
 
-    from detectron2.checkpoint import detection_checkpoint
+    if "weights_only=True" in inspect.getsource(Checkpointer._load_file):
+        return False
 
     def load_pth(self, filename):
         with self.path_manager.open(filename, "rb") as f:
             return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
 
     Checkpointer._load_file = load_pth
-    # detection_checkpoint.py reads .pkl files with `pickle.load(f, encoding="latin1")`.
+    return True
+
+
+def _unpickle_pkl_weights_as_data_only():
+    """detection_checkpoint.py reads ``.pkl`` files with ``pickle.load(f, encoding="latin1")``."""
+    from detectron2.checkpoint import detection_checkpoint
+
+    if getattr(detection_checkpoint, "pickle", None) is not pickle:
+        return False
     detection_checkpoint.pickle = types.SimpleNamespace(
         load=lambda f, encoding="latin1": safe_load_pickle(f)
     )
+    return True
 
 
-_APPLIED = False
+def _map_dataset_skips_none(map_dataset_class) -> bool:
+    """Probe: does ``MapDataset`` replace a sample whose mapper returned ``None``?"""
+    probe = map_dataset_class([0, 1], lambda x: None if x == 0 else x)
+    try:
+        return probe[0] == 1
+    except TypeError:  # random.sample(set, k=1) on Python >= 3.11
+        return False
+
+
+def _map_dataset_getitem(self, idx):
+    """``MapDataset.__getitem__`` that draws replacements for skipped samples from a list."""
+    retry_count = 0
+    cur_idx = int(idx)
+    while True:
+        data = self._map_func(self._dataset[cur_idx])
+        if data is not None:
+            self._fallback_candidates.add(cur_idx)
+            return data
+        # The mapper skipped this sample: try a random other one that has not failed.
+        retry_count += 1
+        self._fallback_candidates.discard(cur_idx)
+        if not self._fallback_candidates:
+            raise RuntimeError(
+                f"the dataset mapper returned None (skip) for every sample tried, starting at index {idx}"
+            )
+        cur_idx = self._rng.sample(sorted(self._fallback_candidates), k=1)[0]
+        if retry_count >= 3:
+            logging.getLogger("detectron2.data.common").warning(
+                "Failed to apply `_map_func` for idx: %s, retry count: %s", idx, retry_count
+            )
+
+
+def _fix_map_dataset_retry():
+    from detectron2.data import common
+
+    if _map_dataset_skips_none(common.MapDataset):
+        return False
+    common.MapDataset.__getitem__ = _map_dataset_getitem
+    return True
+
+
+def _lr_scheduler_hook_saves_torch_schedulers(hook_class) -> bool:
+    """Probe: does the ``LRScheduler`` hook save a plain torch scheduler's state?"""
+    import torch
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
+    return bool(hook_class(optimizer, scheduler).state_dict())
+
+
+def _fix_lr_scheduler_hook_state():
+    import torch
+
+    from detectron2.engine import hooks
+
+    if _lr_scheduler_hook_saves_torch_schedulers(hooks.LRScheduler):
+        return False
+    torch_scheduler = torch.optim.lr_scheduler.LRScheduler
+
+    def state_dict(self):
+        if isinstance(self.scheduler, torch_scheduler):
+            return self.scheduler.state_dict()
+        return {}
+
+    def load_state_dict(self, state_dict):
+        if isinstance(self.scheduler, torch_scheduler):
+            logging.getLogger("detectron2.engine.hooks").info("Loading scheduler from state_dict ...")
+            self.scheduler.load_state_dict(state_dict)
+
+    hooks.LRScheduler.state_dict = state_dict
+    hooks.LRScheduler.load_state_dict = load_state_dict
+    return True
+
+
+# In the order they run: each returns whether this install needed it (and it was applied).
+_FIXES = {
+    "jit_script_warning": _silence_jit_script_deprecation,
+    "compiled_ops_stand_in": _install_compiled_ops_stand_in,
+    "pillow_linear": _restore_pillow_linear,
+    "model_zoo_pkg_resources": _import_model_zoo_without_pkg_resources,
+    "numpy_aliases": _patch_numpy_aliases,
+    "pth_weights_only": _load_pth_weights_only,
+    "pkl_data_only": _unpickle_pkl_weights_as_data_only,
+    "map_dataset_retry": _fix_map_dataset_retry,
+    "lr_scheduler_state": _fix_lr_scheduler_hook_state,
+}
+_APPLIED = None
 
 
 def apply():
-    """Apply every fix above (once; later calls do nothing)."""
+    """Apply every fix above that this install needs (once; later calls do nothing)."""
     global _APPLIED
-    if _APPLIED:
+    if _APPLIED is not None:
         return
-    _silence_jit_script_deprecation()
-    _install_compiled_ops_stand_in()
-    _restore_pillow_linear()
-    _import_model_zoo_without_pkg_resources()
-    _patch_numpy_aliases()
-    _load_checkpoints_as_data_only()
-    _APPLIED = True
+    _APPLIED = tuple(name for name, fix in _FIXES.items() if fix())
+
+
+def applied() -> tuple:
+    """The names (keys of ``_FIXES``) of the fixes :func:`apply` found needed and applied."""
+    if _APPLIED is None:
+        raise RuntimeError("ccnet.compat.apply() has not run yet (import ccnet first)")
+    return _APPLIED
 
 
 def import_detectron2_export():
