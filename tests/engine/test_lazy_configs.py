@@ -97,14 +97,15 @@ def test_lazy_semantic_schedule_and_optimizer_match_the_yaml():
         scheduler.step()
 
 
-# Small enough to train a few steps and evaluate on CPU in seconds; a small lr, as random FrozenBN
-# ResNets (no ImageNet weights) do not normalise anything.
+# Small enough to train a few steps and evaluate on CPU in seconds (no ImageNet weights here).
 RUN_SMALL = {
     "instance": [
         "dataloader.train.dataset.names=tiny_coco_train", "dataloader.test.dataset.names=tiny_coco_val",
         "dataloader.train.mapper.augmentations.0.short_edge_length=[96]", "dataloader.train.mapper.augmentations.0.max_size=96",
         "dataloader.test.mapper.augmentations.0.short_edge_length=96", "dataloader.test.mapper.augmentations.0.max_size=96",
         "dataloader.train.mapper.instance_mask_format=bitmask",  # the generated masks are RLE
+        # GN: an untrained FrozenBN R-50 normalises nothing, and its outputs overflow.
+        "model.backbone.bottom_up.stem.norm=GN", "model.backbone.bottom_up.stages.norm=GN",
         "model.roi_heads.num_classes=4", "model.roi_heads.batch_size_per_image=16",
         "model.roi_heads.box_predictor.test_score_thresh=0.0",  # detections to evaluate, even untrained
         "model.proposal_generator.pre_nms_topk=[64,64]", "model.proposal_generator.post_nms_topk=[16,16]",
@@ -118,7 +119,7 @@ RUN_SMALL = {
         "model.sem_seg_head.ohem.min_kept=100",
     ],
 }  # fmt: skip
-COMMON = ["train.max_iter=4", "optimizer.lr=1e-5", "train.init_checkpoint=''", "train.device=cpu", "dataloader.train.total_batch_size=1",
+COMMON = ["train.max_iter=4", "train.seed=0", "optimizer.lr=1e-4", "train.init_checkpoint=''", "train.device=cpu", "dataloader.train.total_batch_size=1",
           "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "train.log_period=4"]  # fmt: skip
 
 
@@ -133,11 +134,17 @@ def tiny_root(tmp_path_factory):
 @pytest.mark.parametrize("kind, name", [("instance", INSTANCE[0]), ("instance", INSTANCE[1]), ("semantic", SEMANTIC[0])])
 def test_lazy_config_trains_a_step_and_evaluates(kind, name, tiny_root, tmp_path):
     out = str(tmp_path / "out")
-    command = [sys.executable, lazy_tiny.__file__, "--config-file", twins(kind, name)[1], *COMMON, *RUN_SMALL[kind], f"train.output_dir={out}"]
     env = dict(os.environ, LAZY_TINY_ROOT=tiny_root, OMP_NUM_THREADS="1")
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "eta: " in result.stdout  # Detectron2's remaining-time estimate, after the first logging period
+
+    def run(*flags_and_overrides):
+        command = [sys.executable, lazy_tiny.__file__, "--config-file", twins(kind, name)[1], *flags_and_overrides]
+        result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert result.returncode == 0, result.stdout[-4000:]
+        return result.stdout
+
+    overrides = [*COMMON, *RUN_SMALL[kind]]
+    log = run(*overrides, f"train.output_dir={out}")
+    assert "eta: " in log  # Detectron2's remaining-time estimate, after the first logging period
     with open(os.path.join(out, "metrics.json")) as f:
         rows = [json.loads(line) for line in f]
     assert any("total_loss" in row for row in rows)
@@ -147,9 +154,7 @@ def test_lazy_config_trains_a_step_and_evaluates(kind, name, tiny_root, tmp_path
     assert checkpoint["iteration"] == 3 and "optimizer" in checkpoint["trainer"]
     # --eval-only with the trained weights appends its results like training does.
     evaluated = str(tmp_path / "eval")
-    command += ["--eval-only", f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}", f"train.output_dir={evaluated}"]
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert result.returncode == 0, result.stdout[-4000:]
+    run("--eval-only", *overrides, f"train.init_checkpoint={os.path.join(out, 'model_final.pth')}", f"train.output_dir={evaluated}")
     with open(os.path.join(evaluated, "metrics.json")) as f:
         (row,) = [json.loads(line) for line in f]
     assert row["iteration"] == 3 and row[metric] == pytest.approx(rows[-1][metric])
