@@ -10,8 +10,10 @@
 4. prints a summary: AP, time, where everything is.
 
 Extra arguments are config overrides passed to ``train_net.py``, e.g.
-``python tools/run_demo.py SOLVER.MAX_ITER 100`` for a quick smoke run.
+``python tools/run_demo.py SOLVER.MAX_ITER 100`` for a quick smoke run; ``--output-dir`` and
+``--config-file`` choose another folder and config.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -47,7 +49,7 @@ def final_metrics(output_dir: str) -> dict:
     return evaluated[-1]
 
 
-def main(overrides) -> int:
+def main(overrides, config=CONFIG, output_dir=OUTPUT_DIR) -> int:
     start = time.perf_counter()
     datasets = os.environ.get("DETECTRON2_DATASETS", "datasets")
     print(f"[1/3] Synthetic shapes dataset under {datasets}/shapes_instances (generated on first use)", flush=True)
@@ -55,15 +57,15 @@ def main(overrides) -> int:
          "[DatasetCatalog.get(f'shapes_instances_{s}') for s in ('train', 'val')]"])
     print("[2/3] Training RCCA Mask R-CNN from scratch, then COCO evaluation on the val split", flush=True)
     data_done = time.perf_counter()
-    run([sys.executable, "train_net.py", "--config-file", CONFIG, "OUTPUT_DIR", OUTPUT_DIR, *overrides])
+    run([sys.executable, "train_net.py", "--config-file", config, "OUTPUT_DIR", output_dir, *overrides])
     train_done = time.perf_counter()
     print("[3/3] Drawing predictions on val images", flush=True)
     images = [os.path.join(datasets, "shapes_instances", "val", f"{i:06d}.png") for i in range(NUM_VISUALIZATIONS)]
-    visualizations = os.path.join(OUTPUT_DIR, "visualizations")
-    run([sys.executable, "tools/demo.py", "--config-file", CONFIG, "--input", *images, "--output", visualizations,
-         "--scale", "3", "--opts", "MODEL.WEIGHTS", os.path.join(OUTPUT_DIR, "model_final.pth"), *overrides])
+    visualizations = os.path.join(output_dir, "visualizations")
+    run([sys.executable, "tools/demo.py", "--config-file", config, "--input", *images, "--output", visualizations,
+         "--scale", "3", "--opts", "MODEL.WEIGHTS", os.path.join(output_dir, "model_final.pth"), *overrides])
 
-    metrics = final_metrics(OUTPUT_DIR)
+    metrics = final_metrics(output_dir)
     total = time.perf_counter() - start
     segm_ap, bbox_ap = metrics["segm/AP"], metrics["bbox/AP"]
     verdict = "reached" if segm_ap >= TARGET_SEGM_AP else "MISSED"
@@ -77,11 +79,11 @@ def main(overrides) -> int:
                 f"  val mask AP {segm_ap:6.2f}   (target >= {TARGET_SEGM_AP:.0f}: {verdict})",
                 f"  time        {total / 60:6.1f} min (data {(data_done - start) / 60:.1f}, training + evaluation "
                 f"{(train_done - data_done) / 60:.1f}, drawing {(total - (train_done - start)) / 60:.1f})",
-                f"  metrics     {os.path.join(OUTPUT_DIR, 'metrics.json')}",
-                f"  model       {os.path.join(OUTPUT_DIR, 'model_final.pth')}",
+                f"  metrics     {os.path.join(output_dir, 'metrics.json')}",
+                f"  model       {os.path.join(output_dir, 'model_final.pth')}",
                 f"  pictures    {visualizations}/*.png",
-                f"  log         {os.path.join(OUTPUT_DIR, 'log.txt')}",
-                f"  config      {CONFIG}",
+                f"  log         {os.path.join(output_dir, 'log.txt')}",
+                f"  config      {config}",
                 "=" * 72,
             ]
         ),
@@ -91,4 +93,9 @@ def main(overrides) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    parser = argparse.ArgumentParser(description="Train, evaluate and draw the CPU quickstart (make demo).")
+    parser.add_argument("--config-file", default=CONFIG, help=f"default {CONFIG}")
+    parser.add_argument("--output-dir", default=OUTPUT_DIR, help=f"default {OUTPUT_DIR}")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="config overrides for train_net.py: KEY VALUE ...")
+    args = parser.parse_args()
+    sys.exit(main(args.overrides, args.config_file, args.output_dir))

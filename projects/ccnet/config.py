@@ -15,6 +15,7 @@ def add_ccnet_config(cfg: CN) -> None:
     # stem), MODEL.RESNETS.RES5_MULTI_GRID, MODEL.SEM_SEG_HEAD.LOSS_TYPE, INPUT.CROP.SINGLE_CATEGORY_MAX_AREA.
     add_deeplab_config(cfg)
     _add_input_config(cfg)
+    _add_dataset_config(cfg)
     _add_video_config(cfg)
     _add_semantic_config(cfg)
     _add_instance_config(cfg)
@@ -24,6 +25,26 @@ def _add_input_config(cfg: CN) -> None:
     # How training images become model inputs: "" uses Detectron2's DatasetMapper
     # (instance segmentation); other names are registered in ccnet.data.mappers.
     cfg.INPUT.DATASET_MAPPER_NAME = ""
+
+
+def _add_dataset_config(cfg: CN) -> None:
+    # Your own datasets, registered by name when the config is built
+    # (ccnet.data.datasets.custom.register_config_datasets) so that DATASETS.TRAIN / TEST can name
+    # them. Each is checked completely before training; an error names the file and the problem.
+    # COCO-format instance segmentation: [[name, json_file, image_root], ...], registered with
+    # Detectron2's register_coco_instances, evaluated with COCOEvaluator. MODEL.ROI_HEADS.NUM_CLASSES
+    # must equal the number of categories.
+    cfg.DATASETS.COCO_INSTANCES = []
+    # Semantic segmentation: [[name, image_root, label_root], ...]. Each image NAME<SEM_SEG_IMAGE_EXT>
+    # of image_root has a one-channel label map NAME.png of class ids in label_root (same size;
+    # values in 0..len(SEM_SEG_CLASSES)-1 or MODEL.SEM_SEG_HEAD.IGNORE_VALUE). Loaded with
+    # Detectron2's load_sem_seg, evaluated with SemSegEvaluator. Set INPUT.DATASET_MAPPER_NAME
+    # SemSegDatasetMapper (the semantic configs do) and MODEL.SEM_SEG_HEAD.NUM_CLASSES.
+    cfg.DATASETS.SEM_SEG = []
+    # The class names of the DATASETS.SEM_SEG datasets, in class-id order (label value i is class i).
+    cfg.DATASETS.SEM_SEG_CLASSES = []
+    # Extension of the DATASETS.SEM_SEG images (".jpg", ".png", ...).
+    cfg.DATASETS.SEM_SEG_IMAGE_EXT = ".jpg"
 
 
 def _add_video_config(cfg: CN) -> None:

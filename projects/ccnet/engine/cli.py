@@ -10,6 +10,7 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 
 from ..config import add_ccnet_config
+from ..data.datasets.custom import register_config_datasets
 
 __all__ = ["argument_parser", "build_config", "setup", "append_metrics"]
 
@@ -32,6 +33,7 @@ def build_config(config_file: str = "", opts=()):
 
     A misspelled key in the file or the overrides raises Detectron2's error naming the key.
     ``MODEL.DEVICE`` falls back to ``cpu`` when it asks for CUDA on a machine without a GPU.
+    The datasets of ``DATASETS.COCO_INSTANCES`` / ``DATASETS.SEM_SEG`` are registered.
     """
     cfg = get_cfg()
     add_ccnet_config(cfg)
@@ -41,6 +43,7 @@ def build_config(config_file: str = "", opts=()):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning("No CUDA device: running on CPU (MODEL.DEVICE cpu)")
         cfg.MODEL.DEVICE = "cpu"
+    register_config_datasets(cfg)
     return cfg
 
 

@@ -13,9 +13,21 @@ from detectron2.utils.logger import setup_logger
 
 from ..compat import has_compiled_ops
 from ..data import build_dataset_mapper, verify_dataset_files
+from ..data.checks import verify_num_classes
 from .checkpoint import AtomicCheckpointer
 
 __all__ = ["Trainer"]
+
+
+def verify_datasets(cfg) -> None:
+    """Check every dataset of ``DATASETS.TRAIN`` and ``DATASETS.TEST`` before anything is built:
+    files (:func:`verify_dataset_files`) and, for user datasets, the model's class count."""
+    instance = cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    key = "MODEL.ROI_HEADS.NUM_CLASSES" if instance else "MODEL.SEM_SEG_HEAD.NUM_CLASSES"
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES if instance else cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
+        verify_dataset_files(name)
+        verify_num_classes(name, num_classes, key)
 
 
 class Trainer(DefaultTrainer):
@@ -28,7 +40,8 @@ class Trainer(DefaultTrainer):
     * checkpoints are written atomically (:class:`AtomicCheckpointer`) and hold the optimizer
       state (and AMP's grad scaler): Detectron2 0.6's DefaultTrainer saves neither, so
       ``--resume`` silently restarted SGD momentum from zero;
-    * dataset folders are checked before anything starts, with an error naming the folder.
+    * datasets are checked before anything starts (:func:`verify_datasets`), with an error
+      naming the folder or file.
     """
 
     def __init__(self, cfg):
@@ -37,8 +50,7 @@ class Trainer(DefaultTrainer):
         if not logger.isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
-        for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
-            verify_dataset_files(name)
+        verify_datasets(cfg)
 
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)

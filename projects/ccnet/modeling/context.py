@@ -3,12 +3,14 @@
 Both map x (N, C, H, W) -> (N, C, H, W) and start as the identity, so inserting one into a
 pretrained backbone leaves its features unchanged until training moves the new weights.
 """
+from typing import Dict
+
 import torch
 from torch import nn
 
 from ..layers import RCCA, NonLocalBlock
 
-__all__ = ["CONTEXT_BLOCKS", "ResidualRCCA", "build_context_block"]
+__all__ = ["CONTEXT_BLOCKS", "ResidualRCCA", "build_context_block", "named_blocks"]
 
 
 class ResidualRCCA(nn.Module):
@@ -52,3 +54,12 @@ def build_context_block(name: str, in_channels: int, inter_channels: int, recurr
     if name == "NL":
         return NonLocalBlock(in_channels, inter_channels)
     raise ValueError(f"unknown context block {name!r}; expected one of {CONTEXT_BLOCKS}")
+
+
+def named_blocks(**blocks: nn.Module) -> Dict[str, nn.Module]:
+    """``{name: block}``, as the ``contexts`` argument of ``ContextResNet`` / ``ContextFPN``.
+
+    For LazyConfigs: ``instantiate`` builds the calls inside a dict only when the dict is itself
+    a call's result, so a config writes ``L(named_blocks)(**{"res4.-2": L(build_context_block)(...)})``.
+    """
+    return dict(blocks)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util
+import tqdm
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import load_coco_json, register_coco_instances
 
@@ -167,7 +168,7 @@ def generate_shapes(root: str, split: str, spec: ShapesSpec = None) -> str:
     os.makedirs(image_root, exist_ok=True)
     os.makedirs(os.path.dirname(json_file), exist_ok=True)
     images, annotations = [], []
-    for index in range(spec.num_images):
+    for index in tqdm.tqdm(range(spec.num_images), desc=f"generating shapes_instances/{split}", unit="image"):
         image, shapes = _draw_image(spec, index)
         file_name = f"{index:06d}.png"
         if not cv2.imwrite(os.path.join(image_root, file_name), image[:, :, ::-1]):

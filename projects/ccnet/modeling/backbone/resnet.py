@@ -1,5 +1,5 @@
 """ResNet with residual context blocks (RCCA or non-local) after chosen residual blocks."""
-from typing import Dict, Tuple
+from typing import Dict, Sequence, Tuple, Union
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
@@ -22,24 +22,34 @@ class ContextResNet(ResNet):
     those of the plain ResNet.
     """
 
-    def __init__(self, stem, stages, contexts: Dict[Tuple[str, int], nn.Module], out_features=None, freeze_at=0):
+    def __init__(
+        self,
+        stem,
+        stages,
+        contexts: Dict[Union[Tuple[str, int], str], nn.Module],
+        out_features=None,
+        freeze_at=0,
+    ):
         """
         Args:
             stem, stages, out_features, freeze_at: as in :class:`ResNet` (no classifier).
             contexts: {(stage name, block index): module} - run the module on the output of
                 that block, e.g. {("res4", 4): block} before the last block of an R-50's res4.
+                A key may also be the string "<stage>.<index>" (``"res4.4"``), the form a
+                LazyConfig can hold; negative indices count from the end (``"res4.-2"``).
         """
         super().__init__(stem, stages, out_features=out_features, freeze_at=freeze_at)
-        for stage_name, index in contexts:
+        blocks = {}
+        for key, block in contexts.items():
+            stage_name, index = _parse_context_key(key)
             if stage_name not in self.stage_names:
                 raise ValueError(
                     f"context block after {stage_name}.{index}: the ResNet runs only the stages "
-                    f"{list(self.stage_names)} (MODEL.RESNETS.OUT_FEATURES={self._out_features})"
+                    f"{list(self.stage_names)} (out_features={self._out_features})"
                 )
-            num_blocks = len(getattr(self, stage_name))
-            if not 0 <= index < num_blocks:
-                raise ValueError(f"context block after {stage_name}.{index}: {stage_name} has {num_blocks} blocks")
-        self.contexts = nn.ModuleDict({f"{stage}_{index}": block for (stage, index), block in contexts.items()})
+            index = resolve_block_index(getattr(self, stage_name), stage_name, index)
+            blocks[f"{stage_name}_{index}"] = block
+        self.contexts = nn.ModuleDict(blocks)
 
     def forward(self, x):
         """
@@ -71,6 +81,25 @@ class ContextResNet(ResNet):
         return cls(resnet.stem, [list(stage) for stage in resnet.stages], contexts, out_features=resnet._out_features)
 
 
+def _parse_context_key(key) -> Tuple[str, int]:
+    """("res4", 4) or "res4.4" / "res4.-2" -> (stage name, block index)."""
+    if isinstance(key, str):
+        stage_name, sep, index = key.partition(".")
+        try:
+            return stage_name, int(index)
+        except ValueError:
+            raise ValueError(f"context block key {key!r}: expected '<stage>.<block index>', e.g. 'res4.-2'") from None
+    stage_name, index = key
+    return stage_name, int(index)
+
+
+def resolve_block_index(stage: Sequence[nn.Module], stage_name: str, index: int, key: str = "context block") -> int:
+    """The non-negative index of block ``index`` of ``stage`` (negative counts from the end)."""
+    if not -len(stage) <= index < len(stage):
+        raise ValueError(f"{key}: block {index} of {stage_name}, but {stage_name} has {len(stage)} blocks")
+    return index % len(stage)
+
+
 def context_block_builder(cfg):
     """Return ``make(channels) -> context block`` configured by ``MODEL.CONTEXT``."""
     name = cfg.MODEL.CONTEXT.NAME
@@ -99,10 +128,6 @@ def build_context_resnet_backbone(cfg, input_shape: ShapeSpec) -> ContextResNet:
             )
         stage = getattr(resnet, stage_name)
         for index in cfg.MODEL.RESNETS.CONTEXT_BLOCKS:
-            if not -len(stage) <= index < len(stage):
-                raise ValueError(
-                    f"MODEL.RESNETS.CONTEXT_BLOCKS has {index}, but {stage_name} has {len(stage)} blocks"
-                )
-            index %= len(stage)
+            index = resolve_block_index(stage, stage_name, index, key="MODEL.RESNETS.CONTEXT_BLOCKS")
             contexts[stage_name, index] = make_block(stage[index].out_channels)
     return ContextResNet.from_resnet(resnet, contexts)
