@@ -4,6 +4,7 @@ from .criss_cross import (
     criss_cross_attention,
     criss_cross_attention_3d,
     criss_cross_dense_matrix,
+    criss_cross_entropy,
     criss_cross_weights,
 )
 from .criss_cross_reference import criss_cross_attention_straightforward
@@ -17,6 +18,7 @@ __all__ = [
     "criss_cross_attention_3d",
     "criss_cross_weights",
     "criss_cross_dense_matrix",
+    "criss_cross_entropy",
     "criss_cross_attention_straightforward",
     "CrissCrossAttentionFunction",
     "CrissCrossAttention",
