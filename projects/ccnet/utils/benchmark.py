@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import cv2
@@ -42,8 +43,11 @@ __all__ = [
 ]
 
 
-def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Sequence[str] = (), cwd: str = None) -> Dict:
-    """Run ``train_net.py --config-file CONFIG OUTPUT_DIR DIR [opts]`` in a subprocess.
+def run_train_net(
+    train_net: str, config_file: str, output_dir: str, opts: Sequence[str] = (), cwd: str = None, threads: int = None
+) -> Dict:
+    """Run ``train_net.py --config-file CONFIG OUTPUT_DIR DIR [opts]`` in a subprocess
+    (with ``OMP_NUM_THREADS=threads`` unless the environment sets it).
 
     The log goes to ``output_dir/train.log``; a stale ``metrics.json`` is removed first.
 
@@ -61,9 +65,12 @@ def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Seque
         os.remove(metrics_file)
     log_file = os.path.join(output_dir, "train.log")
     command = [sys.executable, train_net, "--config-file", config_file, "OUTPUT_DIR", output_dir, *opts]
+    env = dict(os.environ)
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
     start = time.perf_counter()
     with open(log_file, "w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd).returncode
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env).returncode
     seconds = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} failed with exit code {code}; see {log_file}")
@@ -149,8 +156,9 @@ def run_variants_and_report(args, run_seed: Callable, describe_variant: Callable
     """Train every variant of ``args.variants`` on every seed of ``args.seeds``, aggregate, report.
 
     ``run_seed(variant, args, seed)`` trains and evaluates one variant with one seed and
-    returns its numbers (``seed``, ``mIoU``, ...); ``describe_variant(variant, args)`` returns
-    what does not depend on the seed (name, config, costs), called after the variant's seeds.
+    returns its numbers (``seed``, ``mIoU``, ...), ``args.jobs`` runs at a time (threads, each
+    waiting on its ``train_net.py`` process); ``describe_variant(variant, args)`` returns what
+    does not depend on the seed (name, config, costs), called afterwards, one at a time.
     Prints ``markdown_table(results)`` and, with ``args.json``, writes ``results`` as JSON.
 
     Returns:
@@ -159,9 +167,12 @@ def run_variants_and_report(args, run_seed: Callable, describe_variant: Callable
         ``mean`` and ``std`` (:func:`mean_and_std` of ``per_seed``), ``opts`` and
         ``torch_threads``.
     """
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is a train_net.py process
+        finished = dict(zip(runs, pool.map(lambda run: run_seed(run[0], args, run[1]), runs)))
     results = []
     for variant in args.variants:
-        per_seed = [run_seed(variant, args, seed) for seed in args.seeds]
+        per_seed = [finished[(variant, seed)] for seed in args.seeds]
         mean, std = mean_and_std(per_seed)
         results.append(
             {
@@ -172,6 +183,7 @@ def run_variants_and_report(args, run_seed: Callable, describe_variant: Callable
                 "mean": mean,
                 "std": std,
                 "opts": list(args.opts),
+                "jobs": args.jobs,
                 "torch_threads": torch.get_num_threads(),
             }
         )
@@ -295,6 +307,11 @@ def variants_argument_parser(description: str, variants: Sequence[str], output_d
     parser.add_argument(
         "--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated SEED values; each variant trains once per seed"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="train_net.py runs at a time (each gets OMP_NUM_THREADS = CPUs // jobs unless set; "
+        "wall times then include the sharing)",
+    )  # fmt: skip
     parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
     parser.add_argument("--output-dir", default=output_dir, help="one OUTPUT_DIR per variant and seed under it")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -336,7 +353,8 @@ def train_variant(train_net: str, config_file: str, args, seed: int) -> Tuple[ob
     output_dir = os.path.join(os.path.abspath(args.output_dir), variant, f"seed_{seed}")
     root = os.path.dirname(os.path.abspath(train_net))
     print(f"{variant}, seed {seed}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
-    run = run_train_net(train_net, config_file, output_dir, opts, cwd=root)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    run = run_train_net(train_net, config_file, output_dir, opts, cwd=root, threads=threads)
     metrics = run["metrics"]
     result = {
         "seed": seed,
