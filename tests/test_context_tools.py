@@ -200,3 +200,31 @@ def test_visualize_attention_needs_trained_weights(tmp_path):
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0 and "MODEL.WEIGHTS" in result.stderr
+
+
+def test_ccl_diagnostics_splits_the_ccl_gradient_into_its_terms():
+    """Each term's gradient (into the RCCA output and gamma) equals that of the head's CCL loss
+    with only that term's weight left on, computed here by autograd on the head's own loss."""
+    from detectron2.utils.events import EventStorage
+
+    tool = _load_tool("ccl_diagnostics")
+    config = os.path.join(REPO_ROOT, "configs", "Synthetic-LongRange", "rcca_r2_ccl.yaml")
+    g = torch.Generator().manual_seed(0)
+    batch = [
+        {"image": torch.randint(0, 255, (3, 64, 64), generator=g, dtype=torch.uint8), "sem_seg": torch.randint(0, 7, (64, 64), generator=g)}
+        for _ in range(2)
+    ]  # fmt: skip
+    weights = {"variance": (2.0, 0.0, 0.0), "distance": (0.0, 3.0, 0.0), "regularisation": (0.0, 0.0, 0.5)}
+    for term, (alpha, beta, gamma) in weights.items():
+        opts = ["MODEL.CCNET.GAMMA_INIT", "0.3", "MODEL.CCNET.DROPOUT", "0.0"]
+        opts += ["MODEL.CCNET.CCL_ALPHA", str(alpha), "MODEL.CCNET.CCL_BETA", str(beta), "MODEL.CCNET.CCL_GAMMA", str(gamma)]
+        torch.manual_seed(0)
+        model = build_model(build_config(config, opts))
+        with EventStorage(0):
+            row, _ = tool.measure(model, batch)
+            captured = {}
+            model.sem_seg_head.context.register_forward_hook(lambda m, i, o: captured.setdefault("context", o))
+            loss = model(batch)["loss_ccl"]
+        to_context, to_gamma = torch.autograd.grad(loss, [captured["context"], model.sem_seg_head.context.attention.gamma])
+        assert row[f"grad_context/{term}"] == pytest.approx(float(to_context.norm()), rel=1e-4)
+        assert row[f"grad_gamma/{term}"] == pytest.approx(float(to_gamma.abs()), rel=1e-4)

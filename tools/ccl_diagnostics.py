@@ -97,7 +97,7 @@ def measure(model, batch) -> dict:
     row = {"gamma": gamma.item(), "ccl_ramp": ramp}
     for name, term in terms.items():
         weighted = term * scale[name] * (ramp if name != "segmentation" else 1.0)
-        row[f"loss/{name}"] = float(term)
+        row[f"loss/{name}"] = term.item()
         if weighted.requires_grad and scale[name] != 0:
             to_context, to_gamma = torch.autograd.grad(weighted, [context, gamma], retain_graph=True, allow_unused=True)
         else:
