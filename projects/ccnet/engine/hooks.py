@@ -68,6 +68,6 @@ class AttentionStatsHook(HookBase):
         self._handles = []
         storage = self.trainer.storage
         for name, block in self._blocks().items():
-            storage.put_scalar(f"attention/{name}/gamma", float(block.gamma), smoothing_hint=False)
+            storage.put_scalar(f"attention/{name}/gamma", block.gamma.item(), smoothing_hint=False)
             for key, values in self._stats.get(name, {}).items():
                 storage.put_scalar(f"attention/{name}/{key}", sum(values) / len(values), smoothing_hint=False)
