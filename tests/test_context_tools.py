@@ -228,3 +228,27 @@ def test_ccl_diagnostics_splits_the_ccl_gradient_into_its_terms():
         to_context, to_gamma = torch.autograd.grad(loss, [captured["context"], model.sem_seg_head.context.attention.gamma])
         assert row[f"grad_context/{term}"] == pytest.approx(float(to_context.norm()), rel=1e-4)
         assert row[f"grad_gamma/{term}"] == pytest.approx(float(to_gamma.abs()), rel=1e-4)
+
+
+def test_parallel_runs_keep_seed_order_and_aggregate_each_variant(tmp_path):
+    """--jobs 3 on fake runs that finish in reverse order: per_seed stays in --seeds order."""
+    import time
+
+    from ccnet.utils.benchmark import run_variants_and_report, variants_argument_parser
+
+    args = variants_argument_parser("", ["a", "b"], str(tmp_path)).parse_args(
+        ["--seeds", "3,1,2", "--jobs", "3", "--json", str(tmp_path / "r.json")]
+    )
+    scores = {("a", 3): 10.0, ("a", 1): 20.0, ("a", 2): 60.0, ("b", 3): 1.0, ("b", 1): 1.0, ("b", 2): 4.0}
+
+    def run_seed(variant, args, seed):
+        time.sleep(0.05 * seed)
+        return {"seed": seed, "mIoU": scores[(variant, seed)], "IoU": {"x": 2 * scores[(variant, seed)]}}
+
+    results = run_variants_and_report(args, run_seed, lambda v, a: {"name": v.upper()}, lambda r: "")
+    assert [r["variant"] for r in results] == ["a", "b"]
+    a, b = results
+    assert [r["seed"] for r in a["per_seed"]] == [3, 1, 2] and [r["mIoU"] for r in a["per_seed"]] == [10.0, 20.0, 60.0]
+    assert a["mean"]["mIoU"] == pytest.approx(30.0) and a["std"]["mIoU"] == pytest.approx(np.std([10, 20, 60], ddof=1))
+    assert a["mean"]["IoU"]["x"] == pytest.approx(60.0) and b["mean"]["mIoU"] == pytest.approx(2.0)
+    assert json.loads((tmp_path / "r.json").read_text()) == results
