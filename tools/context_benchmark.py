@@ -22,7 +22,7 @@ The costs do not depend on the seed and are measured once per variant.
 Prints a Markdown table; ``--json FILE`` also writes every number, per seed and aggregated
 (``ccnet.utils.benchmark.run_variants_and_report``). Examples::
 
-    python tools/context_benchmark.py                          # ~30 min on 2 CPU cores
+    python tools/context_benchmark.py                          # ~30 min on 2 idle CPU cores (estimate)
     python tools/context_benchmark.py --json output/context_benchmark/results.json
     python tools/context_benchmark.py --seeds 7 --variants rcca_r2        # one seed
     python tools/context_benchmark.py --iters 2 --seeds 0 --variants fcn rcca_r2   # smoke test

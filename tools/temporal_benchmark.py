@@ -22,7 +22,7 @@ The costs do not depend on the seed and are measured once per variant.
 Prints a Markdown table; ``--json FILE`` also writes every number, per seed and aggregated
 (``ccnet.utils.benchmark.run_variants_and_report``). Examples::
 
-    python tools/temporal_benchmark.py                          # ~20 min on 2 CPU cores
+    python tools/temporal_benchmark.py                          # ~6 min on 2 idle CPU cores (estimate)
     python tools/temporal_benchmark.py --json output/temporal_benchmark/results.json
     python tools/temporal_benchmark.py --seeds 7                # one other seed
     python tools/temporal_benchmark.py --iters 2 --seeds 0      # smoke test
