@@ -44,7 +44,7 @@ from ccnet.layers import (
     NonLocalBlock,
     criss_cross_attention,
     criss_cross_attention_straightforward,
-    flop_count_handles,
+    FlopCountAnalysis,
     non_local_attention,
 )
 
@@ -131,10 +131,8 @@ def _sync(device):
 
 
 def count_gflops(module, inputs):
-    from fvcore.nn import FlopCountAnalysis
-
     with torch.no_grad():
-        analysis = FlopCountAnalysis(module, tuple(inputs)).set_op_handle(**flop_count_handles())
+        analysis = FlopCountAnalysis(module, tuple(inputs))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return analysis.total() / 1e9
 
