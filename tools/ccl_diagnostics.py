@@ -32,7 +32,7 @@ import torch
 from ccnet.engine import Trainer
 from ccnet.engine.cli import build_config
 from ccnet.layers import criss_cross_entropy
-from ccnet.layers.projections import project
+from ccnet.layers.projections import query_key
 from ccnet.modeling.losses import category_consistent_loss
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
@@ -131,7 +131,7 @@ def main(argv=None):
             if iteration % args.period == 0 or iteration == args.iters - 1:
                 row, loss = measure(model, batch)
                 with torch.no_grad():
-                    row["entropy"] = float(torch.stack([criss_cross_entropy(*project(x, (attention.query, attention.key))).mean() for x in inputs]).mean())
+                    row["entropy"] = float(torch.stack([criss_cross_entropy(*query_key(attention, x)).mean() for x in inputs]).mean())
                 row["iteration"] = iteration
                 rows.append(row)
                 print(

@@ -44,10 +44,10 @@ def test_training_logs_gamma_entropy_and_residual_of_every_block(tmp_path):
 def test_gamma_init_sets_the_2d_and_3d_heads_and_leaves_everything_else():
     for config in (TEMPORAL, LONG_RANGE_CCL):
         torch.manual_seed(0)
-        default = build_model(build_config(config, [])).state_dict()
+        default = build_model(build_config(config, ["MODEL.CCNET.GAMMA_INIT", "0.0"])).state_dict()
         torch.manual_seed(0)
         opened = build_model(build_config(config, ["MODEL.CCNET.GAMMA_INIT", "0.25"])).state_dict()
-        assert float(default[GAMMA]) == 0.0 and float(opened[GAMMA]) == 0.25
+        assert float(default[GAMMA]) == 0.0 and float(opened[GAMMA]) == 0.25  # the paper's 0 / the key's value
         assert all(torch.equal(default[k], opened[k]) for k in default if k != GAMMA)
     with pytest.raises(ValueError, match="GAMMA_INIT"):
         build_model(build_config(LONG_RANGE_CCL, ["MODEL.CCNET.CONTEXT", "NL", "MODEL.CCNET.GAMMA_INIT", "1.0"]))

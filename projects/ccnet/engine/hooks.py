@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..layers import CrissCrossAttention, criss_cross_entropy
-from ..layers.projections import project
+from ..layers.projections import query_key
 
 __all__ = ["AttentionStatsHook"]
 
@@ -47,7 +47,7 @@ class AttentionStatsHook(HookBase):
         def hook(module: nn.Module, args, output: torch.Tensor) -> None:
             with torch.no_grad():
                 x = args[0]
-                entropy = criss_cross_entropy(*project(x, (module.query, module.key))).mean()
+                entropy = criss_cross_entropy(*query_key(module, x)).mean()
                 residual = (output - x).norm() / x.norm().clamp_min(1e-12)
             stats = self._stats.setdefault(name, {"entropy": [], "residual": []})
             stats["entropy"].append(float(entropy))
