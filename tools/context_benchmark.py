@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """The long-range context benchmark: FCN vs non-local vs RCCA R=1 / R=2 (/ +CCL).
 
-Trains every ``configs/Synthetic-LongRange/*.yaml`` variant with ``train_net.py`` (one after
-the other, the same network, data and iterations; only the context block differs) on
-``long_range_sem_seg_train`` and writes ONE table:
+Trains every ``configs/Synthetic-LongRange/*.yaml`` variant with ``train_net.py`` once per seed
+of ``--seeds`` (default 0,1,2; one run after the other, the same network, data and iterations;
+only the context block differs) on ``long_range_sem_seg_train`` and writes ONE table, every
+accuracy as mean ± standard deviation over the seeds (the per-seed mIoU in its own column):
 
 * mIoU on ``long_range_sem_seg_val`` (from each run's ``metrics.json``), the mIoU of the three
   cue-dependent object classes, and the pixel accuracy on objects, overall and split into
@@ -17,11 +18,14 @@ the other, the same network, data and iterations; only the context block differs
   allocations, above what existed before the step;
 * the wall time of each ``train_net.py`` run (training + evaluation; load-dependent).
 
-Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
+The costs do not depend on the seed and are measured once per variant.
+Prints a Markdown table; ``--json FILE`` also writes every number, per seed and aggregated
+(``ccnet.utils.benchmark.run_variants_and_report``). Examples::
 
-    python tools/context_benchmark.py                          # ~10 min on 2 CPU cores
+    python tools/context_benchmark.py                          # ~30 min on 2 idle CPU cores (estimate)
     python tools/context_benchmark.py --json output/context_benchmark/results.json
-    python tools/context_benchmark.py --iters 2 --variants fcn rcca_r2   # smoke test
+    python tools/context_benchmark.py --seeds 7 --variants rcca_r2        # one seed
+    python tools/context_benchmark.py --iters 2 --seeds 0 --variants fcn rcca_r2   # smoke test
 """
 import os
 import sys
@@ -30,11 +34,15 @@ from collections import OrderedDict
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import numpy as np
 from ccnet.utils.benchmark import (
+    describe_config,
+    format_mean_std,
+    format_per_seed,
     predicted_label_maps,
     run_variants_and_report,
     segmentor_costs,
     sem_seg_predictions_file,
     train_variant,
+    variant_config,
     variants_argument_parser,
 )
 from detectron2.data import MetadataCatalog
@@ -79,9 +87,9 @@ def object_accuracy(predictions_file: str, dataset_name: str) -> dict:
     }
 
 
-def run_variant(variant: str, args) -> dict:
+def run_seed(variant: str, args, seed: int) -> dict:
     config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
-    cfg, output_dir, result = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
+    cfg, output_dir, result = train_variant(os.path.join(ROOT, "train_net.py"), config_file, args, seed)
     dataset = cfg.DATASETS.TEST[0]
     metadata = MetadataCatalog.get(dataset)
     cue_classes = [metadata.stuff_classes[c] for c in metadata.cue_dependent_classes]
@@ -89,32 +97,40 @@ def run_variant(variant: str, args) -> dict:
         **result,
         "cue_mIoU": float(np.mean([result["IoU"][c] for c in cue_classes])),
         **object_accuracy(sem_seg_predictions_file(output_dir, dataset), dataset),
-        **segmentor_costs(cfg),
     }
 
 
-def markdown_table(results: dict) -> str:
-    first = next(iter(results.values()))
+def describe_variant(variant: str, args) -> dict:
+    config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
+    cfg, _ = variant_config(config_file, args)
+    return {**describe_config(config_file, VARIANTS[variant], cfg, ROOT), **segmentor_costs(cfg)}
+
+
+def markdown_table(results: list) -> str:
+    first = results[0]
+    seeds = ", ".join(map(str, first["seeds"]))
     lines = [
-        f"long_range_sem_seg_val, {first['iterations']} iterations per variant; object accuracy: chance 33.3; "
+        f"long_range_sem_seg_val, {first['iterations']} iterations per variant, seeds {seeds} "
+        f"(mean ± std over {len(first['seeds'])}); object accuracy: chance 33.3; "
         f"costs at 128x128 (features {first['feature_size'][0]}x{first['feature_size'][1]})",
         "",
-        "| variant | mIoU | object classes mIoU | object acc. | aligned | off-axis "
+        "| variant | mIoU | mIoU per seed | object classes mIoU | object acc. | aligned | off-axis "
         "| GFLOPs context (attention) | GFLOPs model | peak MB attention | peak MB train step | train + eval (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results.values():
+    for r in results:
+        cells = [format_mean_std(r, "mIoU"), format_per_seed(r, "mIoU")]
+        cells += [format_mean_std(r, k) for k in ("cue_mIoU", "object_accuracy", "object_accuracy_aligned", "object_accuracy_off_axis")]
         lines.append(
-            f"| {r['name']} | {r['mIoU']:.1f} | {r['cue_mIoU']:.1f} | {r['object_accuracy']:.1f} "
-            f"| {r['object_accuracy_aligned']:.1f} | {r['object_accuracy_off_axis']:.1f} "
+            f"| {r['name']} | {' | '.join(cells)} "
             f"| {r['gflops_context']:.3f} ({r['gflops_attention']:.4f}) | {r['gflops_model']:.3f} "
-            f"| {r['peak_memory_mb_attention']:.1f} | {r['peak_memory_mb_model']:.0f} | {r['train_and_eval_seconds']:.0f} |"
+            f"| {r['peak_memory_mb_attention']:.1f} | {r['peak_memory_mb_model']:.0f} | {format_mean_std(r, 'train_and_eval_seconds', 0)} |"
         )
     return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
-    return run_variants_and_report(argument_parser().parse_args(argv), run_variant, markdown_table)
+    return run_variants_and_report(argument_parser().parse_args(argv), run_seed, describe_variant, markdown_table)
 
 
 if __name__ == "__main__":

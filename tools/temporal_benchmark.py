@@ -2,8 +2,9 @@
 """The temporal-context benchmark: 2D RCCA (T=1) against 3D RCCA (T=5) on synthetic clips.
 
 Trains ``configs/Synthetic-Temporal/ccnet_t1.yaml`` and ``ccnet_t5.yaml`` with ``train_net.py``
-(one after the other; the same network, data and iterations, only ``INPUT.CLIP.LENGTH``
-differs) on ``temporal_video_train`` and writes ONE table:
+once per seed of ``--seeds`` (default 0,1,2; one run after the other; the same network, data
+and iterations, only ``INPUT.CLIP.LENGTH`` differs) on ``temporal_video_train`` and writes ONE
+table, every accuracy as mean ± standard deviation over the seeds (per-seed values beside):
 
 * mIoU on ``temporal_video_val`` (the annotated middle frames; from each run's
   ``metrics.json``), and, from the same evaluation's predictions, the pixel accuracy on the
@@ -17,11 +18,14 @@ differs) on ``temporal_video_train`` and writes ONE table:
   allocations above what existed before (``ccnet.utils.benchmark.peak_memory_mb``);
 * the wall time of each ``train_net.py`` run (training + evaluation; load-dependent).
 
-Prints a Markdown table; ``--json FILE`` also writes every number. Examples::
+The costs do not depend on the seed and are measured once per variant.
+Prints a Markdown table; ``--json FILE`` also writes every number, per seed and aggregated
+(``ccnet.utils.benchmark.run_variants_and_report``). Examples::
 
-    python tools/temporal_benchmark.py                          # ~6 min on 2 CPU cores
+    python tools/temporal_benchmark.py                          # ~6 min on 2 idle CPU cores (estimate)
     python tools/temporal_benchmark.py --json output/temporal_benchmark/results.json
-    python tools/temporal_benchmark.py --iters 2                # smoke test
+    python tools/temporal_benchmark.py --seeds 7                # one other seed
+    python tools/temporal_benchmark.py --iters 2 --seeds 0      # smoke test
 """
 import os
 import sys
@@ -31,11 +35,15 @@ import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers th
 import cv2
 from ccnet.layers import frames_to_clips
 from ccnet.utils.benchmark import (
+    describe_config,
+    format_mean_std,
+    format_per_seed,
     predicted_label_maps,
     run_variants_and_report,
     segmentor_costs,
     sem_seg_predictions_file,
     train_variant,
+    variant_config,
     variants_argument_parser,
 )
 from detectron2.data import MetadataCatalog
@@ -66,41 +74,49 @@ def accuracy_by_kind(predictions_file: str, dataset_name: str) -> dict:
     return {f"accuracy_{kind}": 100.0 * correct[kind] / max(total[kind], 1) for kind in kinds}
 
 
-def run_variant(variant: str, args) -> dict:
+def run_seed(variant: str, args, seed: int) -> dict:
     config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
-    cfg, output_dir, result = train_variant(os.path.join(ROOT, "train_net.py"), config_file, VARIANTS[variant], args)
+    cfg, output_dir, result = train_variant(os.path.join(ROOT, "train_net.py"), config_file, args, seed)
     dataset = cfg.DATASETS.TEST[0]
+    return {**result, **accuracy_by_kind(sem_seg_predictions_file(output_dir, dataset), dataset)}
+
+
+def describe_variant(variant: str, args) -> dict:
+    config_file = os.path.join(CONFIG_DIR, f"{variant}.yaml")
+    cfg, _ = variant_config(config_file, args)
     return {
-        **result,
+        **describe_config(config_file, VARIANTS[variant], cfg, ROOT),
         "clip_length": cfg.INPUT.CLIP.LENGTH,
-        **accuracy_by_kind(sem_seg_predictions_file(output_dir, dataset), dataset),
         **segmentor_costs(cfg, attention_layout=lambda x: frames_to_clips(x, cfg.INPUT.CLIP.LENGTH)),
     }
 
 
-def markdown_table(results: dict) -> str:
-    first = next(iter(results.values()))
+def markdown_table(results: list) -> str:
+    first = results[0]
     _, h, w = first["feature_size"]
+    seeds = ", ".join(map(str, first["seeds"]))
     lines = [
-        f"temporal_video_val, {first['iterations']} iterations per variant; square accuracy: chance 50 "
+        f"temporal_video_val, {first['iterations']} iterations per variant, seeds {seeds} "
+        f"(mean ± std over {len(first['seeds'])}); square accuracy: chance 50 "
         f"(their class shows only in another frame of the clip); costs per clip (features {h}x{w} per frame)",
         "",
-        "| model | T | mIoU | square acc. | disc acc. | GFLOPs context (attention) "
+        "| model | T | mIoU | mIoU per seed | square acc. | square acc. per seed | disc acc. | GFLOPs context (attention) "
         "| GFLOPs model | peak MB attention | peak MB train step | train + eval (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results.values():
+    for r in results:
         lines.append(
-            f"| {r['name']} | {r['clip_length']} | {r['mIoU']:.1f} | {r['accuracy_square']:.1f} "
-            f"| {r['accuracy_disc']:.1f} "
+            f"| {r['name']} | {r['clip_length']} | {format_mean_std(r, 'mIoU')} | {format_per_seed(r, 'mIoU')} "
+            f"| {format_mean_std(r, 'accuracy_square')} | {format_per_seed(r, 'accuracy_square')} "
+            f"| {format_mean_std(r, 'accuracy_disc')} "
             f"| {r['gflops_context']:.4f} ({r['gflops_attention']:.5f}) | {r['gflops_model']:.3f} "
-            f"| {r['peak_memory_mb_attention']:.2f} | {r['peak_memory_mb_model']:.0f} | {r['train_and_eval_seconds']:.0f} |"
+            f"| {r['peak_memory_mb_attention']:.2f} | {r['peak_memory_mb_model']:.0f} | {format_mean_std(r, 'train_and_eval_seconds', 0)} |"
         )
     return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
-    return run_variants_and_report(argument_parser().parse_args(argv), run_variant, markdown_table)
+    return run_variants_and_report(argument_parser().parse_args(argv), run_seed, describe_variant, markdown_table)
 
 
 if __name__ == "__main__":

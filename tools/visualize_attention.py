@@ -12,7 +12,7 @@ prediction. Example::
         --config-file configs/Synthetic-LongRange/rcca_r2.yaml \\
         --input datasets/long_range/images/val/000000.png --pixel 20 30 \\
         --output output/attention.png \\
-        MODEL.WEIGHTS output/context_benchmark/rcca_r2/model_final.pth
+        MODEL.WEIGHTS output/context_benchmark/rcca_r2/seed_0/model_final.pth
 """
 import argparse
 import os

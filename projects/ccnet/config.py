@@ -19,6 +19,7 @@ def add_ccnet_config(cfg: CN) -> None:
     _add_video_config(cfg)
     _add_semantic_config(cfg)
     _add_instance_config(cfg)
+    _add_solver_config(cfg)
 
 
 def _add_input_config(cfg: CN) -> None:
@@ -97,6 +98,13 @@ def _add_semantic_config(cfg: CN) -> None:
     cfg.MODEL.CCNET.CCL_ALPHA = 1.0
     cfg.MODEL.CCNET.CCL_BETA = 1.0
     cfg.MODEL.CCNET.CCL_GAMMA = 0.001
+    # Iterations over which the CCL weight ramps linearly from 0 to 1 (0: full weight from
+    # the first iteration). A delayed start lets the attention open before CCL acts on it.
+    cfg.MODEL.CCNET.CCL_WARMUP_ITERS = 0
+    # Value of the criss-cross attention's residual scale ``gamma`` at initialisation, in the
+    # head's context module (the paper's code: 0, the block starts as the identity and its
+    # query/key/value convs get no gradient until gamma moves).
+    cfg.MODEL.CCNET.GAMMA_INIT = 0.0
 
     # Inference of ccnet.modeling.meta_arch.CCNetSemanticSegmentor. Multi-scale + flip
     # test-time augmentation uses Detectron2's TEST.AUG.{ENABLED, MIN_SIZES (short-edge sizes),
@@ -134,3 +142,10 @@ def _add_instance_config(cfg: CN) -> None:
     # FPN input features (e.g. ["res5"], the coarsest) whose lateral 1x1 conv output gets a
     # block before the top-down pass; [] = none.
     cfg.MODEL.FPN.CONTEXT_IN_FEATURES = []
+
+
+def _add_solver_config(cfg: CN) -> None:
+    # Learning rate of every parameter named ``gamma`` (the criss-cross attention's residual
+    # scales, head and backbone blocks) = SOLVER.BASE_LR * GAMMA_LR_FACTOR, read by
+    # ccnet.engine.Trainer.build_optimizer. 1.0: the same rate as every other weight.
+    cfg.SOLVER.GAMMA_LR_FACTOR = 1.0

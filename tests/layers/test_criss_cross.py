@@ -7,10 +7,11 @@ from ccnet.layers import (
     criss_cross_attention_3d,
     criss_cross_attention_straightforward,
     criss_cross_dense_matrix,
+    criss_cross_entropy,
     criss_cross_weights,
     non_local_attention,
 )
-from tests.layers.brute_force import criss_cross_brute_force, dense_brute_force
+from tests.layers.brute_force import criss_cross_brute_force, criss_cross_mask, dense_brute_force
 
 SHAPES_2D = [(1, 3, 5, 4), (2, 4, 3, 7), (3, 2, 1, 6), (2, 2, 6, 1), (1, 1, 1, 1), (2, 5, 8, 8)]
 SHAPES_3D = [(1, 3, 3, 4, 5), (2, 2, 1, 4, 3), (2, 3, 4, 1, 1), (1, 2, 1, 1, 1), (3, 2, 2, 3, 2)]
@@ -164,3 +165,22 @@ def test_bad_shapes_are_named():
         criss_cross_attention(q[0], k, v)
     with pytest.raises(ValueError, match="5-D"):
         criss_cross_attention_3d(q, k, v)
+
+
+@pytest.mark.parametrize("shape", SHAPES_2D + SHAPES_3D)
+def test_entropy_equals_brute_force(shape):
+    q, k, v = _qkv(shape, scale=1.5)
+    _, weights = criss_cross_brute_force(q, k, v)  # (N, P, P), zero off the criss-cross
+    attended = criss_cross_mask(shape[2:]).sum(-1).double()  # positions each position sees
+    entropy = -(weights * weights.clamp_min(1e-300).log()).sum(-1)
+    expected = torch.where(attended > 1, entropy / attended.log().clamp_min(1e-300), torch.zeros_like(entropy))
+    got = criss_cross_entropy(q, k)
+    assert got.shape == (shape[0],) + tuple(shape[2:])
+    torch.testing.assert_close(got.flatten(1), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_entropy_is_one_for_uniform_and_small_for_peaked_attention():
+    q = torch.zeros(2, 3, 4, 5, 6)
+    assert torch.allclose(criss_cross_entropy(q, q), torch.ones(2, 4, 5, 6))
+    k = torch.randn(2, 3, 4, 5, 6)
+    assert criss_cross_entropy(k * 100, k).mean() < 0.1  # huge energies: nearly one-hot

@@ -3,11 +3,15 @@ import logging
 import os
 import weakref
 
+import torch
+
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine.hooks import PeriodicWriter
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
+from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -15,6 +19,7 @@ from ..compat import has_compiled_ops
 from ..data import build_dataset_mapper, verify_dataset_files
 from ..data.checks import verify_num_classes
 from .checkpoint import AtomicCheckpointer
+from .hooks import AttentionStatsHook
 
 __all__ = ["Trainer"]
 
@@ -41,7 +46,10 @@ class Trainer(DefaultTrainer):
       state (and AMP's grad scaler): Detectron2 0.6's DefaultTrainer saves neither, so
       ``--resume`` silently restarted SGD momentum from zero;
     * datasets are checked before anything starts (:func:`verify_datasets`), with an error
-      naming the folder or file.
+      naming the folder or file;
+    * the attention's ``gamma`` parameters can have their own learning rate
+      (``SOLVER.GAMMA_LR_FACTOR``), and ``gamma`` of every criss-cross block is logged at the
+      logging period (:class:`AttentionStatsHook`).
     """
 
     def __init__(self, cfg):
@@ -104,6 +112,39 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         return build_detection_test_loader(cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False))
+
+    def build_hooks(self):
+        """Detectron2's hooks, with :class:`AttentionStatsHook` just before the metrics writer
+        (at its period), so each written row has the attention's state at that iteration."""
+        hooks = super().build_hooks()
+        writers = [i for i, h in enumerate(hooks) if isinstance(h, PeriodicWriter)]
+        period = hooks[writers[0]]._period if writers else 20
+        hooks.insert(writers[0] if writers else len(hooks), AttentionStatsHook(period))
+        return hooks
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """Detectron2's SGD, with parameters named ``gamma`` at ``BASE_LR * SOLVER.GAMMA_LR_FACTOR``.
+
+        One param group per parameter, as Detectron2's ``build_optimizer``; the LR schedule
+        scales every group's rate alike, so the factor holds over training.
+        """
+        factor = cfg.SOLVER.GAMMA_LR_FACTOR
+        params = get_default_optimizer_params(
+            model,
+            base_lr=cfg.SOLVER.BASE_LR,
+            weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+            bias_lr_factor=cfg.SOLVER.BIAS_LR_FACTOR,
+            weight_decay_bias=cfg.SOLVER.WEIGHT_DECAY_BIAS,
+            overrides={"gamma": {"lr": cfg.SOLVER.BASE_LR * factor}} if factor != 1.0 else None,
+        )
+        return maybe_add_gradient_clipping(cfg, torch.optim.SGD)(
+            params,
+            lr=cfg.SOLVER.BASE_LR,
+            momentum=cfg.SOLVER.MOMENTUM,
+            nesterov=cfg.SOLVER.NESTEROV,
+            weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        )
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):

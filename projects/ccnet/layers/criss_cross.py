@@ -20,6 +20,7 @@ Implementation notes (see README, section "attention", for the measurements):
   attention weights are recomputed in backward instead of being stored.
 """
 import contextlib
+import math
 from typing import List
 
 import torch
@@ -33,6 +34,7 @@ __all__ = [
     "criss_cross_attention_3d",
     "criss_cross_weights",
     "criss_cross_dense_matrix",
+    "criss_cross_entropy",
     "CrissCrossAttentionFunction",
     "UnfaithfulExportError",
     "counted_as_one_op",
@@ -339,3 +341,25 @@ def criss_cross_dense_matrix(query: torch.Tensor, key: torch.Tensor) -> torch.Te
     index = torch.cat([column.expand(h, w, h), row.expand(h, w, w - 1)], dim=-1)
     index = index.reshape(1, h * w, h + w - 1).expand(n, -1, -1)
     return weights.new_zeros(n, h * w, h * w).scatter(2, index, weights)
+
+
+def criss_cross_entropy(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """
+    Entropy of every position's attention weights, normalised by that of uniform weights
+    (a training diagnostic; not differentiable).
+
+    Args:
+        query, key: (N, Cq, *S) with S = (H, W) or (T, H, W).
+    Returns:
+        (N, *S) in [0, 1]: ``-sum_j w_j log w_j / log(L)`` over the L positions the position
+        sees (H+W-1 in 2D, T+H+W-2 in 3D); 1 = uniform over the criss-cross, 0 = one position.
+    """
+    if query.dim() not in (4, 5) or query.shape != key.shape:
+        raise ValueError(f"criss_cross_entropy: query and key must be equal (N, C, *S) shapes, got {tuple(query.shape)}, {tuple(key.shape)}")
+    lines = all_lines(query)
+    attended = sum(query.shape[2:]) - (query.dim() - 3)
+    with torch.no_grad(), torch.autocast(query.device.type, enabled=False):
+        _, weights = _energies(query, key, lines)
+        _softmax_(weights, lines)
+        entropy = sum(ln.unpack_scalars(torch.special.entr(w).sum(-1)) for ln, w in zip(lines, weights))
+    return entropy / math.log(attended) if attended > 1 else torch.zeros_like(entropy)

@@ -4,7 +4,7 @@ from typing import List, Optional
 import torch
 from torch.nn import functional as F
 
-__all__ = ["bias_of", "project"]
+__all__ = ["bias_of", "project", "query_key"]
 
 
 def bias_of(bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -31,3 +31,10 @@ def project(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Ten
     else:
         raise ValueError(f"project: expected (N, C, H, W) or (N, C, T, H, W), got {x.shape}")
     return list(out.split([w.shape[0] for w in weights], dim=1))
+
+
+def query_key(attention, x: torch.Tensor) -> List[torch.Tensor]:
+    """The query and key projections (N, Cq, *S) of a criss-cross attention block (its
+    ``query`` / ``key`` 1x1 convs) on x (N, C, *S), 2D or 3D, as its forward computes them."""
+    weights = [attention.query.weight, attention.key.weight]
+    return project(x, weights, [bias_of(attention.query.bias), bias_of(attention.key.bias)])

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import OrderedDict
-from typing import Callable, Dict, Iterator, Sequence, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -30,19 +30,30 @@ __all__ = [
     "segmentor_costs",
     "sem_seg_predictions_file",
     "predicted_label_maps",
+    "parse_seeds",
     "variants_argument_parser",
+    "variant_config",
+    "describe_config",
     "train_variant",
+    "mean_and_std",
+    "format_mean_std",
+    "format_per_seed",
     "run_variants_and_report",
 ]
 
 
-def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Sequence[str] = (), cwd: str = None) -> Dict:
-    """Run ``train_net.py --config-file CONFIG OUTPUT_DIR DIR [opts]`` in a subprocess.
+def run_train_net(
+    train_net: str, config_file: str, output_dir: str, opts: Sequence[str] = (), cwd: str = None, threads: int = None
+) -> Dict:
+    """Run ``train_net.py --config-file CONFIG OUTPUT_DIR DIR [opts]`` in a subprocess
+    (with ``OMP_NUM_THREADS=threads`` unless the environment sets it).
 
     The log goes to ``output_dir/train.log``; a stale ``metrics.json`` is removed first.
 
     Returns:
-        ``{"metrics": the last row of metrics.json that has sem_seg/mIoU, "seconds": wall time}``.
+        ``{"metrics": the last row of metrics.json that has sem_seg/mIoU, "seconds": wall time,
+        "attention": the last logged ``attention/...`` scalars (``gamma``, ``entropy``,
+        ``residual`` of each criss-cross block; {} without one)}``.
 
     Raises:
         RuntimeError: the run failed or wrote no evaluation (the message names the log).
@@ -53,17 +64,24 @@ def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Seque
         os.remove(metrics_file)
     log_file = os.path.join(output_dir, "train.log")
     command = [sys.executable, train_net, "--config-file", config_file, "OUTPUT_DIR", output_dir, *opts]
+    env = dict(os.environ)
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
     start = time.perf_counter()
     with open(log_file, "w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd).returncode
+        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env).returncode
     seconds = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} failed with exit code {code}; see {log_file}")
     with open(metrics_file) as f:
-        evaluations = [row for row in map(json.loads, f) if "sem_seg/mIoU" in row]
+        rows = [json.loads(line) for line in f]
+    evaluations = [row for row in rows if "sem_seg/mIoU" in row]
     if not evaluations:
         raise RuntimeError(f"{metrics_file} has no sem_seg/mIoU; see {log_file}")
-    return {"metrics": evaluations[-1], "seconds": seconds}
+    attention = {}
+    for row in rows:
+        attention.update({k[len("attention/") :]: v for k, v in row.items() if k.startswith("attention/")})
+    return {"metrics": evaluations[-1], "seconds": seconds, "attention": attention}
 
 
 @torch.no_grad()
@@ -100,19 +118,79 @@ def peak_memory_mb(fn: Callable[[], None]) -> float:
     return peak / 2**20
 
 
-def run_variants_and_report(args, run_variant: Callable, markdown_table: Callable) -> Dict:
-    """Run ``run_variant(name, args)`` for each of ``args.variants`` in turn, print
-    ``markdown_table(results)`` and, with ``args.json``, write the results (and ``args.opts``) as JSON.
+def mean_and_std(per_seed: Sequence[Dict]) -> Tuple[Dict, Dict]:
+    """Mean and sample standard deviation (n - 1; 0 for one seed) over seeds of every number
+    in the per-seed results, nested dicts (per-class IoU) included; ``seed`` and non-numbers
+    are left out.
 
     Returns:
-        ``{variant: result}`` in the order run.
+        ``(mean, std)``, two dicts shaped like one per-seed result.
     """
-    results = OrderedDict((variant, run_variant(variant, args)) for variant in args.variants)
+    first = per_seed[0]
+    mean, std = {}, {}
+    for key, value in first.items():
+        if key == "seed":
+            continue
+        if isinstance(value, dict):
+            mean[key], std[key] = mean_and_std([r[key] for r in per_seed])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = np.array([r[key] for r in per_seed], dtype=np.float64)
+            mean[key] = float(values.mean())
+            std[key] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def format_mean_std(result: Dict, key: str, digits: int = 1) -> str:
+    """``"mean ± std"`` of ``result[key]`` over its seeds (only the mean for one seed)."""
+    mean = f"{result['mean'][key]:.{digits}f}"
+    return mean if len(result["per_seed"]) == 1 else f"{mean} ± {result['std'][key]:.{digits}f}"
+
+
+def format_per_seed(result: Dict, key: str, digits: int = 1) -> str:
+    """The per-seed values of ``result[key]``, in seed order: ``"93.3 / 62.1 / 62.1"``."""
+    return " / ".join(f"{r[key]:.{digits}f}" for r in result["per_seed"])
+
+
+def run_variants_and_report(args, run_seed: Callable, describe_variant: Callable, markdown_table: Callable) -> list:
+    """Train every variant of ``args.variants`` on every seed of ``args.seeds``, aggregate, report.
+
+    ``run_seed(variant, args, seed)`` trains and evaluates one variant with one seed and
+    returns its numbers (``seed``, ``mIoU``, ...), ``args.jobs`` runs at a time (threads, each
+    waiting on its ``train_net.py`` process); ``describe_variant(variant, args)`` returns what
+    does not depend on the seed (name, config, costs), called afterwards, one at a time.
+    Prints ``markdown_table(results)`` and, with ``args.json``, writes ``results`` as JSON.
+
+    Returns:
+        one dict per variant, in the order run: ``variant`` (the config's name), the fields
+        of ``describe_variant``, ``seeds``, ``per_seed`` (the ``run_seed`` results),
+        ``mean`` and ``std`` (:func:`mean_and_std` of ``per_seed``), ``opts`` and
+        ``torch_threads``.
+    """
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is a train_net.py process
+        finished = dict(zip(runs, pool.map(lambda run: run_seed(run[0], args, run[1]), runs)))
+    results = []
+    for variant in args.variants:
+        per_seed = [finished[(variant, seed)] for seed in args.seeds]
+        mean, std = mean_and_std(per_seed)
+        results.append(
+            {
+                "variant": variant,
+                **describe_variant(variant, args),
+                "seeds": list(args.seeds),
+                "per_seed": per_seed,
+                "mean": mean,
+                "std": std,
+                "opts": list(args.opts),
+                "jobs": args.jobs,
+                "torch_threads": torch.get_num_threads(),
+            }
+        )
     print(markdown_table(results))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"opts": args.opts, "torch_threads": torch.get_num_threads(), "variants": results}, f, indent=2)
+            json.dump(results, f, indent=2)
     return results
 
 
@@ -210,42 +288,78 @@ def predicted_label_maps(predictions_file: str, dataset_name: str) -> Iterator[T
         yield d, prediction, label
 
 
+def parse_seeds(text: str) -> List[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (for ``--seeds``); an error names what is not a seed."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    return seeds
+
+
 def variants_argument_parser(description: str, variants: Sequence[str], output_dir: str) -> argparse.ArgumentParser:
     """The command line shared by the benchmarks that train config variants with ``train_net.py``."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=list(variants), choices=list(variants))
+    parser.add_argument(
+        "--seeds", type=parse_seeds, default=[0, 1, 2], help="comma-separated SEED values; each variant trains once per seed"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="train_net.py runs at a time (each gets OMP_NUM_THREADS = CPUs // jobs unless set; "
+        "wall times then include the sharing)",
+    )  # fmt: skip
     parser.add_argument("--iters", type=int, help="SOLVER.MAX_ITER for every variant (default: the configs')")
-    parser.add_argument("--output-dir", default=output_dir, help="one OUTPUT_DIR per variant under it")
+    parser.add_argument("--output-dir", default=output_dir, help="one OUTPUT_DIR per variant and seed under it")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides for every variant")
     return parser
 
 
-def train_variant(train_net: str, config_file: str, label: str, args) -> Tuple[object, str, Dict]:
-    """Train and evaluate one variant with ``train_net.py`` as the parsed ``args`` say.
+def variant_config(config_file: str, args):
+    """The config of a variant as the parsed ``args`` say (``args.opts``, ``--iters``), and those opts."""
+    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
+    if "SEED" in opts[::2]:
+        raise ValueError("give seeds with --seeds, not --opts SEED")
+    return build_config(config_file, opts), opts
+
+
+def describe_config(config_file: str, label: str, cfg, root: str) -> Dict:
+    """The seed-independent result fields: ``name`` (``label``), ``config`` (relative to the
+    repository ``root``) and ``iterations``."""
+    return {"name": label, "config": os.path.relpath(config_file, root), "iterations": cfg.SOLVER.MAX_ITER}
+
+
+def train_variant(train_net: str, config_file: str, args, seed: int) -> Tuple[object, str, Dict]:
+    """Train and evaluate one variant with one ``SEED`` with ``train_net.py`` as the parsed ``args`` say.
 
     Returns:
-        ``(cfg, output_dir, result)``: the variant's config (with ``args.opts`` and ``--iters``),
-        its OUTPUT_DIR (``args.output_dir``/<config name>) and the result fields every benchmark
-        reports: ``name`` (``label``), ``config`` (relative to the repository), ``iterations``,
-        ``mIoU`` and per-class ``IoU`` on ``DATASETS.TEST[0]`` (from the run's ``metrics.json``)
-        and ``train_and_eval_seconds``.
+        ``(cfg, output_dir, result)``: the variant's config (with ``args.opts``, ``--iters`` and
+        the seed), its OUTPUT_DIR (``args.output_dir``/<config name>/seed_<seed>) and the
+        per-seed result fields every benchmark reports: ``seed``, ``mIoU`` and per-class
+        ``IoU`` on ``DATASETS.TEST[0]`` (from the run's ``metrics.json``),
+        ``train_and_eval_seconds`` and ``attention`` (the attention's state at the last
+        logged iteration, see :func:`run_train_net`).
     """
-    opts = list(args.opts) + (["SOLVER.MAX_ITER", str(args.iters)] if args.iters else [])
+    cfg, opts = variant_config(config_file, args)
+    opts += ["SEED", str(seed)]
+    cfg.defrost()
+    cfg.SEED = seed
+    cfg.freeze()
     variant = os.path.splitext(os.path.basename(config_file))[0]
-    output_dir = os.path.join(os.path.abspath(args.output_dir), variant)
-    cfg = build_config(config_file, opts)
+    output_dir = os.path.join(os.path.abspath(args.output_dir), variant, f"seed_{seed}")
     root = os.path.dirname(os.path.abspath(train_net))
-    print(f"{label}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
-    run = run_train_net(train_net, config_file, output_dir, opts, cwd=root)
-    print(f"{label}: measuring", file=sys.stderr, flush=True)
+    print(f"{variant}, seed {seed}: training {config_file} -> {output_dir}", file=sys.stderr, flush=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    run = run_train_net(train_net, config_file, output_dir, opts, cwd=root, threads=threads)
     metrics = run["metrics"]
     result = {
-        "name": label,
-        "config": os.path.relpath(config_file, root),
-        "iterations": cfg.SOLVER.MAX_ITER,
+        "seed": seed,
         "mIoU": metrics["sem_seg/mIoU"],
         "IoU": {c: metrics[f"sem_seg/IoU-{c}"] for c in MetadataCatalog.get(cfg.DATASETS.TEST[0]).stuff_classes},
         "train_and_eval_seconds": run["seconds"],
+        "attention": run["attention"],
     }
     return cfg, output_dir, result

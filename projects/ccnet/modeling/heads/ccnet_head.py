@@ -10,6 +10,7 @@ from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec
 from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from detectron2.projects.deeplab.loss import DeepLabCE
+from detectron2.utils.events import get_event_storage
 
 from ..losses import CategoryConsistentLoss, OhemCrossEntropy, cross_entropy
 from .context import build_context_module
@@ -88,6 +89,8 @@ class CCNetHead(nn.Module):
         aux_loss_weight: float = 0.4,
         ccl: Optional[dict] = None,
         ccl_dim: int = 16,
+        ccl_warmup_iters: int = 0,
+        gamma_init: float = 0.0,
     ):
         """
         Args:
@@ -99,6 +102,10 @@ class CCNetHead(nn.Module):
             aux_in_feature: feature of the auxiliary FCN head; None or "" for none.
             ccl: None for no category consistent loss, else the keyword arguments of
                 :class:`CategoryConsistentLoss` except ``ignore_index``.
+            ccl_warmup_iters: the CCL weight ramps linearly from 0 (first iteration) to 1 over
+                this many training iterations (the iteration of Detectron2's event storage).
+            gamma_init: initial value of the residual scale ``gamma`` of the context module's
+                attention (0: the block starts as the identity).
         """
         super().__init__()
         for name in (in_feature, aux_in_feature):
@@ -111,6 +118,8 @@ class CCNetHead(nn.Module):
         self.loss_weight = loss_weight
 
         self.context = build_context_module(context, in_channels, inter_channels, recurrence, norm)
+        self.gamma_init = gamma_init
+        self.init_context_gamma()
         self.classifier = FCNHead(in_channels + inter_channels, convs_dim, num_classes, norm=norm, dropout=dropout)
         self.seg_loss = _build_segmentation_loss(loss_type, ignore_value, ohem or {})
 
@@ -125,6 +134,16 @@ class CCNetHead(nn.Module):
         if ccl is not None:
             self.ccl_embedding = Conv2d(inter_channels, ccl_dim, kernel_size=1)
             self.ccl_loss = CategoryConsistentLoss(ignore_index=ignore_value, **ccl)
+            self.ccl_warmup_iters = ccl_warmup_iters
+
+    def init_context_gamma(self) -> None:
+        """Set the context attention's ``gamma`` to ``gamma_init`` (call after replacing ``context``)."""
+        gamma = getattr(self.context.attention, "gamma", None)
+        if gamma is not None:
+            with torch.no_grad():
+                gamma.fill_(self.gamma_init)
+        elif self.gamma_init != 0.0:
+            raise ValueError(f"CCNetHead: MODEL.CCNET.GAMMA_INIT={self.gamma_init} needs a criss-cross context (RCCA)")
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -163,6 +182,8 @@ class CCNetHead(nn.Module):
             aux_loss_weight=ccnet.AUX_LOSS_WEIGHT,
             ccl=ccl,
             ccl_dim=ccnet.CCL_DIM,
+            ccl_warmup_iters=ccnet.CCL_WARMUP_ITERS,
+            gamma_init=ccnet.GAMMA_INIT,
         )
 
     def layers(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -178,6 +199,16 @@ class CCNetHead(nn.Module):
         size = (logits.shape[-2] * self.common_stride, logits.shape[-1] * self.common_stride)
         return upsample_logits(logits, self.common_stride, size), {}
 
+    def _ccl_weight(self) -> float:
+        """The CCL ramp: (iteration + 1) / CCL_WARMUP_ITERS, at most 1 (1 outside a trainer)."""
+        if not self.ccl_warmup_iters:
+            return 1.0
+        try:
+            iteration = get_event_storage().iter
+        except AssertionError:  # no EventStorage: not inside a training loop
+            return 1.0
+        return min(1.0, (iteration + 1) / self.ccl_warmup_iters)
+
     def losses(self, logits, context, features, targets) -> Dict[str, torch.Tensor]:
         size = targets.shape[-2:]
         logits = upsample_logits(logits.float(), self.common_stride, size)
@@ -189,5 +220,6 @@ class CCNetHead(nn.Module):
             losses["loss_sem_seg_aux"] = aux_loss * self.aux_loss_weight
         if self.ccl_loss is not None:
             labels = F.interpolate(targets[:, None].float(), size=context.shape[-2:], mode="nearest")
-            losses["loss_ccl"] = self.ccl_loss(self.ccl_embedding(context), labels[:, 0].long())
+            loss = self.ccl_loss(self.ccl_embedding(context), labels[:, 0].long())
+            losses["loss_ccl"] = loss * self._ccl_weight()
         return losses

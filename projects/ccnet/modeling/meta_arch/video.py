@@ -57,6 +57,7 @@ class CCNetVideoHead(CCNetHead):
             input_shape, in_feature=in_feature, inter_channels=inter_channels, recurrence=recurrence, norm=norm, **kwargs
         )
         self.context = RCCA3d(input_shape[in_feature].channels, inter_channels, recurrence=recurrence, norm=norm)
+        self.init_context_gamma()
 
     def clip_context(self, x: torch.Tensor, clip_length: int) -> torch.Tensor:
         """Per-frame features (N*T, C, H, W) -> RCCA3d output per frame (N*T, inter_channels, H, W)."""
