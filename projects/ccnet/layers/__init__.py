@@ -6,7 +6,6 @@ from .criss_cross import (
     criss_cross_dense_matrix,
     criss_cross_weights,
 )
-from .criss_cross_reference import criss_cross_attention_straightforward
 from .flops import criss_cross_flops, flop_count_handles
 from .modules import CrissCrossAttention, CrissCrossAttention3d
 from .non_local import NonLocalBlock, non_local_attention
@@ -17,7 +16,6 @@ __all__ = [
     "criss_cross_attention_3d",
     "criss_cross_weights",
     "criss_cross_dense_matrix",
-    "criss_cross_attention_straightforward",
     "CrissCrossAttentionFunction",
     "CrissCrossAttention",
     "CrissCrossAttention3d",
