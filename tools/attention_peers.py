@@ -20,7 +20,7 @@ entry is masked, its row entry kept); one softmax over the unscaled energies; pl
 """
 import torch
 
-__all__ = ["criss_cross_straightforward", "criss_cross_mmcv", "GemmFloor", "floor_flops"]
+__all__ = ["criss_cross_straightforward", "criss_cross_mmcv", "GemmFloor"]
 
 
 def criss_cross_straightforward(query, key, value):
@@ -58,27 +58,13 @@ def criss_cross_mmcv(query, key, value):
     return out
 
 
-def floor_flops(query_shape, value_channels: int, backward: bool = True) -> int:
-    """
-    Multiply-adds of the :class:`GemmFloor` products for a query (N, Cq, H, W) and C value
-    channels. Per axis of length L (B = N*H*W/L lines), a product with inner or outer size C
-    costs B*L*L*C = N*H*W*L*C. Forward: energies (Cq) and weighted sum (C) per axis; backward
-    adds the recomputed energies, d(weights) = g v^T and d(value) (C), d(query) and d(key)
-    (Cq): N*H*W*(H+W)*(C+Cq) forward, N*H*W*(H+W)*(3C+4Cq) forward+backward.
-    """
-    n, cq, h, w = query_shape
-    per_channel = n * h * w * (h + w)
-    if backward:
-        return per_channel * (3 * value_channels + 4 * cq)
-    return per_channel * (value_channels + cq)
-
-
 class GemmFloor:
     """
     The ``bmm`` calls of criss-cross attention, on contiguous pre-packed operands.
 
     ``GemmFloor(query, key, value)`` packs once (outside any timing) the per-axis lines
-    (B, L, Cq) / (B, L, C), weights (B, L, L) and an upstream gradient (B, L, C). Calling
+    (B, L, Cq) / (B, L, C), weights (B, L, L) and an upstream gradient (B, L, C); the value-side
+    operands in `value_dtype` (as the op under autocast), the query side in query's. Calling
     :meth:`forward` runs, per axis, the energies ``q k^T`` and the weighted sum ``w v``;
     :meth:`forward_backward` adds, per axis, the recomputed energies, ``w^T g`` (d value),
     ``g v^T`` (d weights), ``e k`` (d query) and ``e^T q`` (d key). Products write into
@@ -86,8 +72,9 @@ class GemmFloor:
     (N, C, H, W) from the packed weighted sums (for the agreement check, not timed).
     """
 
-    def __init__(self, query, key, value, grad=None):
+    def __init__(self, query, key, value, grad=None, value_dtype=None):
         n, cq, h, w = query.shape
+        value_dtype = value_dtype or value.dtype
         c = value.shape[1]
         self.shape = (n, c, h, w)
         with torch.no_grad():
@@ -109,12 +96,14 @@ class GemmFloor:
             g = torch.ones_like(value) if grad is None else grad
             self.axes = []
             for pack, wt in ((cols, weights[0]), (rows, weights[1])):
-                q, k, v, gr = pack(query), pack(key), pack(value), pack(g)
+                q, k = pack(query), pack(key)
+                v, gr = pack(value).to(value_dtype), pack(g).to(value_dtype)
                 b, length = wt.shape[:2]
                 self.axes.append(
                     {
-                        "q": q, "k": k, "v": v, "g": gr, "w": wt,
+                        "q": q, "k": k, "v": v, "g": gr, "w": wt, "w_v": wt.to(value_dtype),
                         "e_out": torch.empty(b, length, length, dtype=wt.dtype, device=wt.device),
+                        "gw_out": torch.empty(b, length, length, dtype=v.dtype, device=v.device),
                         "v_out": torch.empty_like(v),
                         "q_out": torch.empty_like(q),
                     }
@@ -123,14 +112,14 @@ class GemmFloor:
     def forward(self):
         for a in self.axes:
             torch.bmm(a["q"], a["k"].transpose(1, 2), out=a["e_out"])  # energies
-            torch.bmm(a["w"], a["v"], out=a["v_out"])  # weighted sum
+            torch.bmm(a["w_v"], a["v"], out=a["v_out"])  # weighted sum
 
     def forward_backward(self):
         self.forward()
         for a in self.axes:
             torch.bmm(a["q"], a["k"].transpose(1, 2), out=a["e_out"])  # energies, recomputed
-            torch.bmm(a["w"].transpose(1, 2), a["g"], out=a["v_out"])  # d value
-            torch.bmm(a["g"], a["v"].transpose(1, 2), out=a["e_out"])  # d weights
+            torch.bmm(a["w_v"].transpose(1, 2), a["g"], out=a["v_out"])  # d value
+            torch.bmm(a["g"], a["v"].transpose(1, 2), out=a["gw_out"])  # d weights
             torch.bmm(a["w"], a["k"], out=a["q_out"])  # d query (the energies' gradient as w)
             torch.bmm(a["w"].transpose(1, 2), a["q"], out=a["q_out"])  # d key
 
@@ -138,6 +127,6 @@ class GemmFloor:
         """(N, C, H, W): the weighted sums of both axes, from the packed tensors."""
         n, c, h, w = self.shape
         cols, rows = self.axes
-        out_h = (cols["w"] @ cols["v"]).view(n, w, h, c).permute(0, 3, 2, 1)
-        out_w = (rows["w"] @ rows["v"]).view(n, h, w, c).permute(0, 3, 1, 2)
+        out_h = (cols["w_v"] @ cols["v"]).view(n, w, h, c).permute(0, 3, 2, 1)
+        out_w = (rows["w_v"] @ rows["v"]).view(n, h, w, c).permute(0, 3, 1, 2)
         return out_h + out_w
