@@ -118,10 +118,11 @@ class _RecurrentAttention(nn.Module):
 _COMPILED = {}
 
 
-def _compiled_core():
-    """One compiled function per process (recompiles only for new shapes or modes)."""
+def _compiled_core(dynamic):
+    """One compiled function per process; with `dynamic` (several batch sizes) shapes are
+    symbolic, so that batch 1 and 2 share one compilation (per mode and autocast dtype)."""
     if "fn" not in _COMPILED:
-        _COMPILED["fn"] = torch.compile(criss_cross_attention)
+        _COMPILED["fn"] = torch.compile(criss_cross_attention, dynamic=dynamic or None)
     return _COMPILED["fn"]
 
 
@@ -167,7 +168,10 @@ class Case:
                     nn.init.normal_(p, std=0.01)
             inputs = [x]
         else:
-            fn = _compiled_core() if name == "cc_compile" else CORE_FUNCTIONS[name]
+            if name == "cc_compile":
+                fn = _compiled_core(dynamic=len(getattr(args, "batches", [batch])) > 1)
+            else:
+                fn = CORE_FUNCTIONS[name]
             module = _Functional(fn)
             inputs = [q, k, x]
             if name == "cc_core_cl":
@@ -410,82 +414,82 @@ def _fmt(x, spec):
 
 
 def markdown(rows, args):
-    """The README table: cores (time and multiple of the floor per setting), ratios, blocks."""
-    lines = []
-    settings = sorted({(r["threads"], r["dtype"], r["batch"]) for r in rows}, key=str)
+    """
+    The README table: per setting (threads, dtype, batch, mode) a row with every core
+    variant's time and its multiple of the floor, ours against the faster peer; then FLOPs and
+    peak memory per variant; then the blocks.
+    """
     by = {(r["key"], r["mode"], r["threads"], r["dtype"], r["batch"]): r for r in rows}
-    device = rows[0]["device"]
-    loads = sorted({a for r in rows for a in r["load_average"]})
-    lines.append(
-        f"{device}; features {'/'.join(map(str, args.batches))}x{args.channels}x{args.size}x"
-        f"{args.size}, q/k {max(args.channels // 8, 1)}; median of {args.repeats} interleaved "
-        f"rounds; load average during the runs: {loads[0]} … {loads[-1]}\n"
-    )
-    cores = [n for n in args.variants if n not in BLOCKS]
+    settings = []  # in the order run
+    for r in rows:
+        setting = (r["threads"], r["dtype"], r["batch"], r["mode"])
+        if setting not in settings:
+            settings.append(setting)
+    loads = [r["load_average"] for r in rows]
+    lines = [
+        f"{rows[0]['device']}; features N x {args.channels} x {args.size} x {args.size}, q/k "
+        f"{max(args.channels // 8, 1)}; time in ms (multiple of the floor), median of "
+        f"{args.repeats} interleaved rounds; load average (1, 5, 15 min) {loads[0][0]} at the "
+        f"start, {loads[-1][1]} at the end\n"
+    ]
 
     def label(threads, dtype, batch, mode):
-        parts = [f"{threads} thr" if threads else None, dtype if len(args.dtypes) > 1 else None]
-        parts.append(f"batch {batch}" if len(args.batches) > 1 else None)
-        return ", ".join(p for p in parts + [mode] if p)
+        parts = [f"{threads} thr" if threads else None]
+        parts += [dtype if len(args.dtypes) > 1 else None]
+        parts += [f"batch {batch}" if len(args.batches) > 1 else None, mode]
+        return ", ".join(p for p in parts if p)
 
-    columns = [(s, m) for s in settings for m in args.modes]
-    if cores:
-        header = ["variant"] + [label(*s, m) + " ms (× floor)" for s, m in columns]
-        header += [f"peak MB {m}" for m in args.modes]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|---" * len(header) + "|")
+    cores = [n for n in args.variants if n not in BLOCKS and n != "dense_core"]
+    peers = [p for p in PEERS if p in cores]
+    header = ["setting"] + [f"`{n}`" for n in cores]
+    if peers:
+        header.append("faster peer / `cc_core`")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---" * len(header) + "|")
+    for threads, dtype, batch, mode in settings:
+        cells = [label(threads, dtype, batch, mode)]
         for name in cores:
-            cells = [VARIANTS[name] + f" `{name}`"]
-            for s, m in columns:
-                r = by.get((name, m, *s))
-                cells.append(
-                    f"{r['time_ms']:.1f} ({_fmt(r['time_vs_floor'], '.2f')})" if r else "–"
-                )
-            first = settings[0]
-            for m in args.modes:
-                r = by.get((name, m, *first))
-                cells.append(_fmt(r and r["peak_mem_mb"], ".0f"))
-            lines.append("| " + " | ".join(cells) + " |")
-        peers = [p for p in PEERS if p in cores]
-        if "cc_core" in cores and peers:
-            lines.append("")
-            lines.append("| setting | cc_core / floor | faster peer / cc_core | cc_core_cl / floor |")
-            lines.append("|---|---|---|---|")
-            for s, m in columns:
-                ours = by[("cc_core", m, *s)]
-                fastest = min((by[(p, m, *s)] for p in peers), key=lambda r: r["time_ms"])
-                cl = by.get(("cc_core_cl", m, *s))
-                lines.append(
-                    f"| {label(*s, m)} | {_fmt(ours['time_vs_floor'], '.2f')} "
-                    f"| {fastest['time_ms'] / ours['time_ms']:.2f} (`{fastest['key']}`) "
-                    f"| {_fmt(cl and cl['time_vs_floor'], '.2f')} |"
-                )
-    blocks = [n for n in args.variants if n in BLOCKS or n in ("cc_core", "dense_core")]
-    if any(n in BLOCKS for n in blocks):
-        s = settings[0]
-        mode = "train" if "train" in args.modes else args.modes[0]
-        lines.append("")
-        lines.append(f"Blocks and cores, {label(*s, mode)}:\n")
-        lines.append("| module | GFLOPs (fvcore, 1/MAC) | peak MB | time ms |")
-        lines.append("|---|---:|---:|---:|")
-        for name in blocks:
-            r = by[(name, mode, *s)]
-            lines.append(
-                f"| {VARIANTS[name]} | {r['gflops_forward']:.2f} | {_fmt(r['peak_mem_mb'], '.0f')} "
-                f"| {r['time_ms']:.0f} |"
+            r = by[(name, mode, threads, dtype, batch)]
+            cells.append(f"{r['time_ms']:.1f} ({r['time_vs_floor']:.2f})")
+        if peers:
+            ours = by[("cc_core", mode, threads, dtype, batch)]
+            fastest = min(
+                (by[(p, mode, threads, dtype, batch)] for p in peers), key=lambda r: r["time_ms"]
             )
-        for a, b in (("rcca", "nl"), ("cca", "nl"), ("cc_core", "dense_core")):
-            if (a, mode, *s) in by and (b, mode, *s) in by:
-                ra, rb = by[(a, mode, *s)], by[(b, mode, *s)]
-                mem = (
-                    f", peak {ra['peak_mem_mb'] / rb['peak_mem_mb']:.3f}"
-                    if ra["peak_mem_mb"] and rb["peak_mem_mb"]
-                    else ""
-                )
-                lines.append(
-                    f"\n{a} / {b}: GFLOPs {ra['gflops_forward'] / rb['gflops_forward']:.3f}, "
-                    f"time {ra['time_ms'] / rb['time_ms']:.3f}{mem}"
-                )
+            cells.append(f"{fastest['time_ms'] / ours['time_ms']:.2f} (`{fastest['key']}`)")
+        lines.append("| " + " | ".join(cells) + " |")
+
+    threads, dtype, batch, _ = settings[0]
+    lines.append("")
+    lines.append(
+        f"GFLOPs (1 per multiply-add; fvcore, one forward; the floor: its products, train / "
+        f"inference) and peak memory above the inputs ({dtype}, batch {batch}):\n"
+    )
+    lines.append("| variant | GFLOPs | peak MB train | peak MB inference |")
+    lines.append("|---|---:|---:|---:|")
+    for name in args.variants:
+        r = {m: by.get((name, m, threads, dtype, batch)) for m in MODES}
+        first = next(x for x in r.values() if x)
+        if name == "floor":  # its own products: forward+backward / forward
+            flops = " / ".join(_fmt(r[m] and r[m]["gflops_floor"], ".2f") for m in MODES)
+        else:
+            flops = _fmt(first["gflops_forward"], ".2f")
+        lines.append(
+            f"| {VARIANTS[name]} `{name}` | {flops}"
+            + "".join(f" | {_fmt(r[m] and r[m]['peak_mem_mb'], '.0f')}" for m in MODES)
+            + " |"
+        )
+    for a, b in (("rcca", "nl"), ("cca", "nl"), ("cc_core", "dense_core"), ("cc_core", "cc_straight")):
+        for mode in args.modes:
+            ra, rb = by.get((a, mode, threads, dtype, batch)), by.get((b, mode, threads, dtype, batch))
+            if not (ra and rb):
+                continue
+            parts = [f"time {ra['time_ms'] / rb['time_ms']:.3f}"]
+            if ra["gflops_forward"] and rb["gflops_forward"]:
+                parts.insert(0, f"GFLOPs {ra['gflops_forward'] / rb['gflops_forward']:.3f}")
+            if ra["peak_mem_mb"] and rb["peak_mem_mb"]:
+                parts.append(f"peak {ra['peak_mem_mb'] / rb['peak_mem_mb']:.3f}")
+            lines.append(f"\n`{a}` / `{b}`, {label(threads, dtype, batch, mode)}: {', '.join(parts)}")
     return "\n".join(lines)
 
 
