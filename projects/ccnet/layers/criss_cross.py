@@ -25,15 +25,7 @@ from typing import List
 import torch
 from torch.autograd.function import once_differentiable
 
-from .line_layout import (
-    LineSum,
-    accumulation_order,
-    all_lines,
-    common_memory_format,
-    copy_into,
-    memory_order,
-    positions_major,
-)
+from .line_layout import LineSum, accumulation_order, all_lines, common_memory_format, in_layout_of
 
 __all__ = [
     "criss_cross_attention",
@@ -111,15 +103,6 @@ def _not_traced():
         torch._C._set_tracing_state(state)
 
 
-def _like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """x in the dtype and memory format (NC* or channels-last) of `like`: x itself if it is."""
-    memory_format = common_memory_format(like)
-    if x.dtype == like.dtype and x.is_contiguous(memory_format=memory_format):
-        return x
-    dest = torch.empty_like(x, dtype=like.dtype, memory_format=memory_format)
-    return copy_into(dest, x)
-
-
 # ----------------------------------------------------------------------------------------
 # The autograd Function
 # ----------------------------------------------------------------------------------------
@@ -136,38 +119,30 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
     def forward(ctx, query, key, value):
         # Created while traced (a JIT trace's subgraph then holds only this op), filled in place.
         out = torch.empty_like(value, memory_format=common_memory_format(value))
-        inputs = query, key, value
         with _not_traced():
-            # Channels-last inside: every line of every axis is then a strided view that bmm
-            # reads as it is (batch 1), so an NCHW input costs one 2D transpose in and one out.
-            query, key, value = (positions_major(t) for t in (query, key, value))
+            query, key, value = in_layout_of(value, query, key, value)
             lines = all_lines(value)
             _, weights = _energies(query, key, lines)
             lse = _softmax_(weights, lines)
-            result = out if memory_order(out) == memory_order(value) else None
-            total = LineSum(torch.empty_like(value) if result is None else result)
+            total = LineSum(out)
             for i in accumulation_order(lines):
                 total.add(lines[i], weights[i], lines[i].pack(value))
-            del weights
-            if result is None:
-                copy_into(out, total.dest)
-        # The inputs as given (no extra memory between forward and backward) and lse.
-        ctx.save_for_backward(*inputs, lse)
+        ctx.save_for_backward(query, key, value, lse)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        *inputs, lse = ctx.saved_tensors
-        query, key, value = (positions_major(t) for t in inputs)
-        grad_out = positions_major(grad_out.to(value.dtype))
+        query, key, value, lse = ctx.saved_tensors
+        (grad_out,) = in_layout_of(value, grad_out.to(value.dtype))
         lines = all_lines(value)
         order = accumulation_order(lines)
         packed_qk, weights = _energies(query, key, lines)
         weights = _weights_from_lse_(weights, lines, lse)
 
         # out[p] = sum_j w[p, j] v[j]:  dw[p, j] = <g[p], v[j]>,  dv[j] = sum_p w[p, j] g[p].
-        grad_v = torch.empty_like(value)
+        # One axis at a time, so that at most one axis' packed g and v are alive at once.
+        grad_v = torch.empty_like(value, memory_format=common_memory_format(value))
         grad_v_sum = LineSum(grad_v)
         grad_w = [None] * len(lines)
         for i in order:
@@ -175,22 +150,20 @@ class CrissCrossAttentionFunction(torch.autograd.Function):
             grad_v_sum.add(lines[i], weights[i].transpose(1, 2), g)
             grad_w[i] = lines[i].pair(g, lines[i].pack(value), lse.dtype)
             del g
-        del grad_out
 
         # Softmax backward: de[p, j] = w[p, j] (dw[p, j] - sum_j' w[p, j'] dw[p, j']).
         delta = sum(
             ln.unpack_scalars((w * gw).sum(-1)) for ln, w, gw in zip(lines, weights, grad_w)
         )
-        grad_q = torch.empty_like(query, dtype=lse.dtype)
-        grad_k = torch.empty_like(key, dtype=lse.dtype)
+        grad_q = torch.empty_like(query, dtype=lse.dtype, memory_format=common_memory_format(value))
+        grad_k = torch.empty_like(key, dtype=lse.dtype, memory_format=common_memory_format(value))
         grad_q_sum, grad_k_sum = LineSum(grad_q), LineSum(grad_k)
         for i in order:
             q, k = packed_qk[i]
             grad_e = grad_w[i].sub_(lines[i].pack_scalars(delta)).mul_(weights[i])
             grad_q_sum.add(lines[i], grad_e, k)
             grad_k_sum.add(lines[i], grad_e.transpose(1, 2), q)
-        # Each gradient in the memory format and dtype of its input.
-        return tuple(_like(grad, t) for grad, t in zip((grad_q, grad_k, grad_v), inputs))
+        return grad_q.to(query.dtype), grad_k.to(key.dtype), grad_v
 
 
 # ----------------------------------------------------------------------------------------

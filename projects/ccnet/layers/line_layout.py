@@ -18,8 +18,8 @@ share of the products themselves:
   CPU than a general permuted copy);
 * otherwise a permuted copy (in a channels-last tensor it moves contiguous runs of C values).
 
-:class:`ccnet.layers.CrissCrossAttentionFunction` works in channels-last (see
-:func:`positions_major`), where only one 2D transpose per sample is needed in and out.
+So for an NCHW batch of 1, only the columns are copied (in and out); in channels-last nothing
+is, except the columns' result, added into the output as runs of C values.
 
 Dims are named by their index in ``(N, C, *S)``: 0 = batch, 1 = channels, 2 + a = spatial axis a.
 """
@@ -36,9 +36,7 @@ __all__ = [
     "common_memory_format",
     "copy_permuted",
     "in_layout_of",
-    "copy_into",
     "memory_order",
-    "positions_major",
 ]
 
 
@@ -117,27 +115,6 @@ def copy_permuted(
     for i in range(n):
         out2[i].copy_(src2[i].t())
     return out
-
-
-def positions_major(x: torch.Tensor) -> torch.Tensor:
-    """
-    x (N, C, *S) laid out channels-last (dims in memory N, *S, C), as an (N, C, *S) tensor:
-    x itself if it already is, else a copy (one 2D transpose per sample for NC* tensors).
-    """
-    order = [0] + list(range(2, x.dim())) + [1]
-    if memory_order(x) == order:
-        return x
-    return copy_permuted(x, order).movedim(-1, 1)
-
-
-def copy_into(dest: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """``dest.copy_(src)`` with the cache-blocked transpose where the two layouts are a
-    rotation of each other (NC* and channels-last); dest must be dense in its memory order."""
-    order = memory_order(dest)
-    if order is None or not dest.permute(order).is_contiguous():
-        return dest.copy_(src)
-    copy_permuted(src, order, out=dest.permute(order))
-    return dest
 
 
 def _bmm_view(x: torch.Tensor, dim: int, length: int) -> Optional[torch.Tensor]:
