@@ -60,7 +60,7 @@ from ccnet.layers import (
     CrissCrossAttention,
     NonLocalBlock,
     criss_cross_attention,
-    flop_count_handles,
+    FlopCountAnalysis,
     non_local_attention,
 )
 
@@ -248,12 +248,9 @@ def count_gflops(name, args):
                 case.run(mode)
             counts[mode] = counter.get_total_flops() / 2 / 1e9  # 2 per multiply-add
         return counts
-    from fvcore.nn import FlopCountAnalysis
-
     case = Case("cc_core" if name == "cc_compile" else name, args, batch=args.batches[0])
     with torch.no_grad():
         analysis = FlopCountAnalysis(case.module, tuple(case.inputs))
-        analysis.set_op_handle(**flop_count_handles())
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         total = analysis.total() / 1e9
     return {"inference": total, "train": None}

@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import cv2
-from ccnet.modeling.meta_arch.video import frames_to_clips
+from ccnet.layers import frames_to_clips
 from ccnet.utils.benchmark import (
     predicted_label_maps,
     run_variants_and_report,

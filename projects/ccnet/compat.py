@@ -245,3 +245,33 @@ def apply():
     _patch_numpy_aliases()
     _load_checkpoints_as_data_only()
     _APPLIED = True
+
+
+def import_detectron2_export():
+    """
+    ``detectron2.export``, also where caffe2 is not installed (imported on use, by
+    :mod:`ccnet.export`, not by :func:`apply`).
+
+    Detectron2 0.6's ``export/__init__.py`` imports its caffe2 exporter unconditionally, so
+    ``TracingAdapter`` and ``scripting_with_instances``, which need no caffe2, cannot be
+    imported without it; upstream Detectron2 made caffe2 optional there. When the package
+    imports as it is (upstream, or caffe2 present) it is returned untouched; otherwise it is
+    loaded with its caffe2-free modules only.
+    """
+    try:
+        return importlib.import_module("detectron2.export")
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != "caffe2":
+            raise
+    spec = importlib.util.find_spec("detectron2.export")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        module.TracingAdapter = importlib.import_module("detectron2.export.flatten").TracingAdapter
+        torchscript = importlib.import_module("detectron2.export.torchscript")
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
+    module.scripting_with_instances = torchscript.scripting_with_instances
+    module.dump_torchscript_IR = torchscript.dump_torchscript_IR
+    return module

@@ -1,17 +1,16 @@
 """fvcore counts the custom criss-cross op (1 per multiply-add) as a hand count says."""
 import torch
-from fvcore.nn import FlopCountAnalysis
 
 from ccnet.layers import (
     CrissCrossAttention,
     CrissCrossAttention3d,
     NonLocalBlock,
-    flop_count_handles,
+    FlopCountAnalysis,
 )
 
 
 def _count(module, x):
-    analysis = FlopCountAnalysis(module, x).set_op_handle(**flop_count_handles())
+    analysis = FlopCountAnalysis(module, x)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return analysis.total(), analysis.unsupported_ops()
 

@@ -25,6 +25,7 @@ from typing import List
 import torch
 from torch.autograd.function import once_differentiable
 
+from .criss_cross_portable import criss_cross_portable, criss_cross_portable_3d
 from .line_layout import LineSum, accumulation_order, all_lines, common_memory_format, in_layout_of
 
 __all__ = [
@@ -33,6 +34,9 @@ __all__ = [
     "criss_cross_weights",
     "criss_cross_dense_matrix",
     "CrissCrossAttentionFunction",
+    "UnfaithfulExportError",
+    "counted_as_one_op",
+    "is_exporting",
 ]
 
 
@@ -87,15 +91,57 @@ def _weights_from_lse_(energies, lines, lse):
     return energies
 
 
+class UnfaithfulExportError(RuntimeError):
+    """A JIT trace or export reached code whose traced graph would not compute the model."""
+
+
+_COUNTED_AS_ONE_OP = False
+
+
+@contextlib.contextmanager
+def counted_as_one_op():
+    """
+    While active, a JIT trace records the eager :class:`CrissCrossAttentionFunction` as one
+    ``prim::PythonOp`` node instead of the portable formulation, so that fvcore's FLOP counter
+    counts it with the hand count of :func:`ccnet.layers.flop_count_handles` (H+W-1 positions,
+    not the dense ``einsum`` shapes). The trace's outputs are not the model's: never export
+    under it (:class:`ccnet.layers.FlopCountAnalysis` uses it for the count alone).
+    """
+    global _COUNTED_AS_ONE_OP
+    previous, _COUNTED_AS_ONE_OP = _COUNTED_AS_ONE_OP, True
+    try:
+        yield
+    finally:
+        _COUNTED_AS_ONE_OP = previous
+
+
+def is_exporting() -> bool:
+    """
+    True while a JIT trace (``torch.jit.trace``, the TorchScript ONNX exporter, fvcore),
+    ``torch.onnx.export`` or ``torch.export`` (the dynamo ONNX exporter) runs. TorchScript
+    scripting is decided separately, by :func:`torch.jit.is_scripting` in the callers.
+    """
+    if _COUNTED_AS_ONE_OP:
+        return False
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
 @contextlib.contextmanager
 def _not_traced():
     """
-    Keep the Function's internals out of a JIT trace (fvcore's FLOP counter inlines the
-    subgraph of a ``prim::PythonOp``): the op is counted once, by
-    :func:`ccnet.layers.flop_count_handles`. The output must be created while traced and
-    only filled in place here, or the tracer loses track of it.
+    Keep the Function's internals out of a JIT trace: under :func:`counted_as_one_op` the
+    subgraph of the ``prim::PythonOp`` holds this op alone (fvcore inlines it otherwise). The
+    output must be created while traced and only filled in place here, or the tracer loses
+    track of it. Any other trace would record an output filled by untraced code: refused.
     """
     state = torch._C._get_tracing_state()
+    if state is not None and not _COUNTED_AS_ONE_OP:
+        raise UnfaithfulExportError(
+            "CrissCrossAttentionFunction was called directly inside a JIT trace: its kernels run "
+            "outside the trace, so the traced graph would return a constant. Call "
+            "ccnet.layers.criss_cross_attention / criss_cross_attention_3d (or the modules), which "
+            "switch to the portable formulation when traced or exported."
+        )
     torch._C._set_tracing_state(None)
     try:
         yield
@@ -188,6 +234,9 @@ def _check_inputs(name, query, key, value, spatial_dims):
 
 
 def _criss_cross(query, key, value):
+    if is_exporting():
+        portable = criss_cross_portable if value.dim() == 4 else criss_cross_portable_3d
+        return portable(query, key, value)
     device_type = value.device.type
     if torch.is_autocast_enabled(device_type) and value.is_floating_point():
         # Like autocast does for matmul: the value products run in the autocast dtype.
@@ -218,7 +267,10 @@ def criss_cross_attention(
         row (H+W-1 positions, itself once), weights = softmax of the unscaled query-key energies.
         Same memory format as `value`; dtype of `value` (the autocast dtype under autocast).
     """
-    _check_inputs("criss_cross_attention", query, key, value, spatial_dims=2)
+    if torch.jit.is_scripting():
+        return criss_cross_portable(query, key, value)
+    if not torch.jit.is_tracing():  # (a trace would record the checks' shape comparisons)
+        _check_inputs("criss_cross_attention", query, key, value, spatial_dims=2)
     return _criss_cross(query, key, value)
 
 
@@ -235,7 +287,10 @@ def criss_cross_attention_3d(
         (N, C, T, H, W): each position attends to its time line, column and row
         (T+H+W-2 positions, itself once). Same guarantees as :func:`criss_cross_attention`.
     """
-    _check_inputs("criss_cross_attention_3d", query, key, value, spatial_dims=3)
+    if torch.jit.is_scripting():
+        return criss_cross_portable_3d(query, key, value)
+    if not torch.jit.is_tracing():  # (a trace would record the checks' shape comparisons)
+        _check_inputs("criss_cross_attention_3d", query, key, value, spatial_dims=3)
     return _criss_cross(query, key, value)
 
 

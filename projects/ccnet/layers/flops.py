@@ -2,11 +2,12 @@
 import math
 from typing import Any, Dict, List
 
+import fvcore.nn
 from fvcore.nn.jit_handles import get_shape
 
-from .criss_cross import CrissCrossAttentionFunction
+from .criss_cross import CrissCrossAttentionFunction, counted_as_one_op
 
-__all__ = ["criss_cross_flops", "flop_count_handles"]
+__all__ = ["FlopCountAnalysis", "criss_cross_flops", "flop_count_handles"]
 
 
 def criss_cross_flops(query_shape, value_channels: int) -> int:
@@ -28,7 +29,23 @@ def _criss_cross_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
 
 def flop_count_handles() -> Dict[str, Any]:
     """
-    Op handles that make fvcore count the custom op:
-    ``FlopCountAnalysis(model, inputs).set_op_handle(**flop_count_handles())``.
+    Op handles that make fvcore count the custom op when it is traced as one node (see
+    :class:`FlopCountAnalysis`, which sets them).
     """
     return {"prim::PythonOp." + CrissCrossAttentionFunction.__name__: _criss_cross_flop_jit}
+
+
+class FlopCountAnalysis(fvcore.nn.FlopCountAnalysis):
+    """
+    fvcore's FLOP counter (1 per multiply-add), with criss-cross attention counted by
+    :func:`criss_cross_flops`: a JIT trace would otherwise record the portable formulation,
+    whose ``einsum`` shapes cover whole rows and columns. Same API as fvcore's class.
+    """
+
+    def __init__(self, model, inputs):
+        super().__init__(model, inputs)
+        self.set_op_handle(**flop_count_handles())
+
+    def _analyze(self):
+        with counted_as_one_op():
+            return super()._analyze()

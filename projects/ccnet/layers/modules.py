@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from .criss_cross import criss_cross_attention, criss_cross_attention_3d
-from .projections import project
+from .projections import bias_of, project
 
 __all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
 
@@ -32,14 +32,17 @@ class CrissCrossAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def _attend(self, query, key, value):
+        """The attention of this block's dimensionality (2D here)."""
         return criss_cross_attention(query, key, value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (No shape check here: criss_cross_attention names a wrong input's shape.)
         # gamma * CCA(q, k, v) == CCA(q, k, gamma * v) (the attention is linear in the values),
         # and gamma * v is folded into the value conv's weights: no extra activation is kept
         # for gamma's gradient, the output is a plain sum.
-        convs, scales = (self.query, self.key, self.value), (None, None, self.gamma)
-        query, key, value = project(x, convs, scales)
+        weights = [self.query.weight, self.key.weight, self.value.weight * self.gamma]
+        biases = [bias_of(self.query.bias), bias_of(self.key.bias), bias_of(self.value.bias) * self.gamma]
+        query, key, value = project(x, weights, biases)
         return x + self._attend(query, key, value)
 
     def extra_repr(self) -> str:
@@ -54,10 +57,7 @@ class CrissCrossAttention3d(CrissCrossAttention):
     every frame (see :func:`project`), so a 2D checkpoint loads as is.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 5:
-            raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {tuple(x.shape)}")
-        return super().forward(x)
-
     def _attend(self, query, key, value):
+        # A 4-D input fails in criss_cross_attention_3d, which names the expected shape; the
+        # projections (project) take 4-D and 5-D inputs alike.
         return criss_cross_attention_3d(query, key, value)

@@ -2,7 +2,7 @@
 import torch
 from torch import nn
 
-from .projections import project
+from .projections import bias_of, project
 
 __all__ = ["non_local_attention", "NonLocalBlock"]
 
@@ -18,13 +18,12 @@ def non_local_attention(
     Returns:
         (N, C, *S). Memory is quadratic in the number of positions.
     """
-    n, c = value.shape[:2]
     q, k, v = query.flatten(2), key.flatten(2), value.flatten(2)
     energy = torch.bmm(q.transpose(1, 2), k)  # (N, P, P)
     softmax_dtype = torch.promote_types(energy.dtype, torch.float32)
     attention = torch.softmax(energy, dim=-1, dtype=softmax_dtype)
     out = torch.bmm(v, attention.to(v.dtype).transpose(1, 2))  # (N, C, P)
-    return out.view(n, c, *value.shape[2:])
+    return out.view(value.shape)
 
 
 class NonLocalBlock(nn.Module):
@@ -49,5 +48,6 @@ class NonLocalBlock(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        theta, phi, g = project(x, (self.theta, self.phi, self.g))
+        weights = [self.theta.weight, self.phi.weight, self.g.weight]
+        theta, phi, g = project(x, weights, [bias_of(self.theta.bias), bias_of(self.phi.bias), bias_of(self.g.bias)])
         return x + self.out(non_local_attention(theta, phi, g))

@@ -2,13 +2,12 @@
 import fvcore.nn.weight_init as weight_init
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from detectron2.layers import Conv2d, get_norm
 
 from .modules import CrissCrossAttention, CrissCrossAttention3d
 
-__all__ = ["RCCA", "RCCA3d"]
+__all__ = ["RCCA", "RCCA3d", "clips_to_frames", "frames_to_clips"]
 
 
 def _conv3x3_norm(in_channels: int, out_channels: int, norm) -> Conv2d:
@@ -20,7 +19,7 @@ def _conv3x3_norm(in_channels: int, out_channels: int, norm) -> Conv2d:
         padding=1,
         bias=not norm,
         norm=get_norm(norm, out_channels),
-        activation=F.relu,
+        activation=nn.ReLU(),
     )
     weight_init.c2_msra_fill(conv)
     return conv
@@ -71,12 +70,16 @@ class RCCA(nn.Module):
         return self.project(self.attend(self.reduce(x)))
 
 
-def _per_frame(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a 2D module to every frame of x (N, C, T, H, W)."""
-    n, _, t, h, w = x.shape
-    frames = x.transpose(1, 2).reshape(n * t, -1, h, w)
-    y = module(frames)
-    return y.reshape(n, t, -1, h, w).transpose(1, 2)
+def clips_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N*T, C, H, W), the T frames of each clip consecutive."""
+    n, channels, t, height, width = x.shape
+    return x.transpose(1, 2).reshape(n * t, channels, height, width)
+
+
+def frames_to_clips(x: torch.Tensor, clip_length: int) -> torch.Tensor:
+    """(N*T, C, H, W), the T frames of each clip consecutive -> (N, C, T, H, W)."""
+    frames, channels, height, width = x.shape
+    return x.reshape(frames // clip_length, clip_length, channels, height, width).transpose(1, 2)
 
 
 class RCCA3d(RCCA):
@@ -92,5 +95,7 @@ class RCCA3d(RCCA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
-            raise ValueError(f"RCCA3d expects (N, C, T, H, W), got {tuple(x.shape)}")
-        return _per_frame(self.project, self.attend(_per_frame(self.reduce, x)))
+            raise ValueError(f"RCCA3d expects (N, C, T, H, W), got {x.shape}")
+        clip_length = x.shape[2]
+        x = self.attend(frames_to_clips(self.reduce(clips_to_frames(x)), clip_length))
+        return frames_to_clips(self.project(clips_to_frames(x)), clip_length)

@@ -16,13 +16,12 @@ import pycocotools.mask as mask_util
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
 from torch.profiler._memory_profiler import Action
 
 from ..data import build_dataset_mapper
 from ..engine.cli import build_config
-from ..layers import flop_count_handles
+from ..layers import FlopCountAnalysis
 
 __all__ = [
     "run_train_net",
@@ -71,10 +70,10 @@ def run_train_net(train_net: str, config_file: str, output_dir: str, opts: Seque
 def module_gflops(model: nn.Module, inputs: tuple) -> Dict[str, float]:
     """fvcore GFLOPs (1 multiply-add = 1 FLOP) of ``model(*inputs)``, per module name.
 
-    The criss-cross op is counted by :func:`ccnet.layers.flop_count_handles`; ``""`` is the
+    The criss-cross op is counted by :class:`ccnet.layers.FlopCountAnalysis`; ``""`` is the
     whole model. A module called several times (RCCA's shared attention) sums its calls.
     """
-    analysis = FlopCountAnalysis(model, inputs).set_op_handle(**flop_count_handles())
+    analysis = FlopCountAnalysis(model, inputs)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return {name: flops / 1e9 for name, flops in analysis.by_module().items()}
 

@@ -50,11 +50,13 @@ class ContextFPN(FPN):
         top_down = None
         # lateral_convs / output_convs are in top-down order (coarsest first).
         for feature_name, lateral_conv, output_conv in zip(
-            reversed(self.in_features), self.lateral_convs, self.output_convs
+            self.in_features[::-1], self.lateral_convs, self.output_convs
         ):
             features = lateral_conv(bottom_up_features[feature_name])
-            if feature_name in self.lateral_contexts:
-                features = self.lateral_contexts[feature_name](features)
+            # (TorchScript indexes a ModuleDict by literals only: enumerate it instead.)
+            for context_name, context in self.lateral_contexts.items():
+                if context_name == feature_name:
+                    features = context(features)
             if top_down is not None:
                 features = features + F.interpolate(top_down, scale_factor=2.0, mode="nearest")
                 if self._fuse_type == "avg":

@@ -55,9 +55,10 @@ class ContextResNet(ResNet):
         for stage_name, stage in zip(self.stage_names, self.stages):
             for index, block in enumerate(stage):
                 x = block(x)
-                context_name = f"{stage_name}_{index}"
-                if context_name in self.contexts:
-                    x = self.contexts[context_name](x)
+                # (TorchScript indexes a ModuleDict by literals only: enumerate it instead.)
+                for context_name, context in self.contexts.items():
+                    if context_name == stage_name + "_" + str(index):
+                        x = context(x)
             if stage_name in self._out_features:
                 outputs[stage_name] = x
         return outputs

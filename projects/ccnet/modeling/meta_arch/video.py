@@ -18,23 +18,11 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from detectron2.structures import ImageList
 
-from ...layers import RCCA3d
+from ...layers import RCCA3d, clips_to_frames, frames_to_clips
 from ..heads import CCNetHead, upsample_logits
 from .semantic import CCNetSemanticSegmentor
 
-__all__ = ["CCNetVideoHead", "CCNetVideoSegmentor", "frames_to_clips", "clips_to_frames"]
-
-
-def frames_to_clips(x: torch.Tensor, clip_length: int) -> torch.Tensor:
-    """(N*T, C, H, W), the T frames of each clip consecutive -> (N, C, T, H, W)."""
-    frames, channels, height, width = x.shape
-    return x.reshape(frames // clip_length, clip_length, channels, height, width).transpose(1, 2)
-
-
-def clips_to_frames(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, T, H, W) -> (N*T, C, H, W): the inverse of :func:`frames_to_clips`."""
-    n, channels, t, height, width = x.shape
-    return x.transpose(1, 2).reshape(n * t, channels, height, width)
+__all__ = ["CCNetVideoHead", "CCNetVideoSegmentor"]
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -148,7 +136,9 @@ class CCNetVideoSegmentor(CCNetSemanticSegmentor):
         """(T, C, h, w) normalised clip -> (1, K, h, w) logits of its middle frame, one pass."""
         clip_length = image.shape[0]
         height, width = image.shape[-2:]
-        padded = ImageList.from_tensors(list(image), self.backbone.size_divisibility)
-        logits, _ = self.sem_seg_head(self.backbone(padded.tensor), clip_length=clip_length)
+        # The clip is padded as one tensor: ImageList pads a list of frames by copying them into
+        # a new tensor in place, which the ONNX exporter drops (the input became a constant).
+        padded = ImageList.from_tensors([image], self.backbone.size_divisibility).tensor[0]
+        logits, _ = self.sem_seg_head(self.backbone(padded), clip_length=clip_length)
         middle = clip_length // 2
         return logits[middle : middle + 1, :, :height, :width]
