@@ -372,6 +372,7 @@ def run(args):
             for dtype in args.dtypes if cuda else args.dtypes[:1]:
                 for batch in args.batches if cuda else args.batches[:1]:
                     if not args.skip_memory:
+                        print(f"  peak memory: {name}, {mode}", file=sys.stderr, flush=True)
                         peaks[name, mode, dtype, batch] = measure_memory(
                             name, mode, args, batch, dtype
                         )
@@ -382,6 +383,10 @@ def run(args):
             for batch in args.batches:
                 cases = {name: Case(name, args, batch, dtype) for name in args.variants}
                 for mode in args.modes:
+                    print(
+                        f"  timing: {threads} threads, {dtype}, batch {batch}, {mode}",
+                        file=sys.stderr, flush=True,
+                    )  # fmt: skip
                     diffs = check_agreement(cases, mode)
                     load_before = load_average()
                     times = measure_times(cases, mode, args)
