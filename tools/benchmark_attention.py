@@ -22,7 +22,7 @@ Variants (all measured in one run, times interleaved round by round):
 
 Before anything is timed, every core variant's output (and, for train, the gradients of q, k
 and v) is checked against cc_core's on the same inputs: max |difference| <= 1e-5 x max(1,
-max |reference|) in float32 (1e-2 under float16/bfloat16 autocast); a failure stops the run.
+max |reference|) in float32 (float16 / bfloat16 autocast: 2e-2 / 5e-2); a failure stops the run.
 
 FLOPs: fvcore's counter, one per multiply-add (the paper counts two), of one forward; the floor
 is counted by torch's FlopCounterMode on its products (forward, or forward+backward).
@@ -90,6 +90,9 @@ CORE_FUNCTIONS = {
 PEERS = ("cc_straight", "cc_mmcv")
 MODES = ("train", "inference")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Agreement with cc_core, relative to max(1, max |reference|): the peers run their energies in
+# the autocast dtype (ours in float32), so under autocast a few units of its epsilon.
+TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 5e-2}
 HEAVY_S = 1.5  # keeps a default CPU run (where NL and the dense core take seconds) short
 
 
@@ -217,7 +220,7 @@ def check_agreement(cases, mode):
     if ref_case is None:
         return {}
     reference = ref_case.result(mode)
-    tol = 1e-5 if ref_case.dtype == torch.float32 else 1e-2
+    tol = TOLERANCE[ref_case.dtype]
     diffs = {}
     for name, case in cases.items():
         if name in BLOCKS or name in ("cc_core", "dense_core"):
