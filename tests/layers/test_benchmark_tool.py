@@ -80,4 +80,4 @@ def test_benchmark_command_smoke(tmp_path):
     core = next(r for r in rows if r["key"] == "cc_core")
     # The core's FLOPs: 8x8 positions, 15 positions each, (2 query/key + 16 value) channels.
     assert core["gflops_forward"] * 1e9 == 8 * 8 * 15 * (2 + 16)
-    assert "| 2 thr, inference |" in result.stdout and "rcca / nl" in result.stdout
+    assert "| 2 thr, inference |" in result.stdout and "`rcca` / `nl`, 1 thr, train" in result.stdout
