@@ -12,7 +12,7 @@ setup: $(SETUP_STAMP)
 $(SETUP_STAMP): pyproject.toml tools/install_detectron2.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,export]"
 	$(PY) tools/install_detectron2.py
 	$(PY) -c "import ccnet, detectron2.layers, detectron2.evaluation, detectron2.data"
 	touch $@

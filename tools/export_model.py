@@ -3,7 +3,7 @@
 Export a CCNet model (RCCA / NL Mask R-CNN, CCNet semantic, video) to TorchScript or ONNX, in
 the manner of Detectron2's ``tools/deploy/export_model.py``, and prove the file computes the
 model: it is reloaded (``torch.jit.load`` / onnxruntime on CPU), run on the sample, on the
-sample mirrored and (where sizes are dynamic) on an odd-sized crop, and compared with eager.
+sample mirrored and on an odd-sized crop (height and width are dynamic), and compared with eager.
 The file is only written when every output is within tolerance; otherwise the tool prints the
 differences and exits with status 1.
 
@@ -17,7 +17,7 @@ Examples::
 
 Outputs of the exported file:
   instance (tracing): the flattened Instances of ``model.inference(..., do_postprocess=False)``
-      (boxes in the resized image, 28x28 ROI masks), fixed input size, as Detectron2's;
+      (boxes in the resized image, 28x28 ROI masks), as Detectron2's;
   instance (scripting): ``[{"pred_boxes", "scores", "pred_classes", "pred_masks"}]``, any size;
   semantic: ``(K, H, W)`` logits of an image ``(3, H, W)``, any H, W;
   video: ``(K, H, W)`` logits of the middle frame of a clip ``(T, 3, H, W)``, any H, W.
