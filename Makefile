@@ -53,3 +53,15 @@ test-detectron2: setup setup-upstream
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM_VENV) .cache output
+
+# `make gpu-check`, on a machine with a CUDA GPU and its own torch (e.g. 2.11 on Python 3.12):
+# a venv on top of that torch with the project's other pins and Detectron2 as `make setup`
+# installs it, then the CUDA tests and the CUDA attention table into output/gpu-check/
+# (tools/gpu_check.py; about 5 minutes on one GPU).
+GPU_PYTHON ?= python3
+GPU_VENV := .venv-gpu
+.PHONY: gpu-check
+gpu-check:
+	test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv --system-site-packages $(GPU_VENV)
+	$(GPU_VENV)/bin/python tools/gpu_check.py --install
+	$(GPU_VENV)/bin/python tools/gpu_check.py --output-dir output/gpu-check

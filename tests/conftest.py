@@ -12,6 +12,20 @@ import ccnet  # noqa: F401,E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def load_tool(name):
+    """The module ``tools/<name>.py`` (tools/ is a folder of scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    tools = os.path.join(REPO_ROOT, "tools")
+    if tools not in sys.path:  # a tool's own imports of its sibling modules
+        sys.path.insert(0, tools)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(tools, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

@@ -5,13 +5,15 @@ import torch
 from ccnet.layers import (
     criss_cross_attention,
     criss_cross_attention_3d,
-    criss_cross_attention_straightforward,
     criss_cross_dense_matrix,
     criss_cross_entropy,
     criss_cross_weights,
     non_local_attention,
 )
+from tests.conftest import load_tool
 from tests.layers.brute_force import criss_cross_brute_force, criss_cross_mask, dense_brute_force
+
+peers = load_tool("attention_peers")
 
 SHAPES_2D = [(1, 3, 5, 4), (2, 4, 3, 7), (3, 2, 1, 6), (2, 2, 6, 1), (1, 1, 1, 1), (2, 5, 8, 8)]
 SHAPES_3D = [(1, 3, 3, 4, 5), (2, 2, 1, 4, 3), (2, 3, 4, 1, 1), (1, 2, 1, 1, 1), (3, 2, 2, 3, 2)]
@@ -48,10 +50,11 @@ def test_3d_with_one_frame_equals_2d():
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 3), (1, 2, 3, 1)])
-def test_straightforward_reference_equals_brute_force(shape):
+@pytest.mark.parametrize("peer", ["criss_cross_straightforward", "criss_cross_mmcv"])
+def test_benchmark_peers_equal_brute_force(shape, peer):
     q, k, v = _qkv(shape)
     expected, _ = criss_cross_brute_force(q, k, v)
-    out = criss_cross_attention_straightforward(q, k, v)
+    out = getattr(peers, peer)(q, k, v)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
 
 

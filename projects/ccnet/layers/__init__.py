@@ -11,7 +11,6 @@ from .criss_cross import (
     UnfaithfulExportError,
 )
 from .criss_cross_portable import criss_cross_portable, criss_cross_portable_3d
-from .criss_cross_reference import criss_cross_attention_straightforward
 from .flops import FlopCountAnalysis, criss_cross_flops, flop_count_handles
 from .modules import CrissCrossAttention, CrissCrossAttention3d
 from .non_local import NonLocalBlock, non_local_attention
@@ -23,7 +22,6 @@ __all__ = [
     "criss_cross_weights",
     "criss_cross_dense_matrix",
     "criss_cross_entropy",
-    "criss_cross_attention_straightforward",
     "CrissCrossAttentionFunction",
     "CrissCrossAttention",
     "CrissCrossAttention3d",

@@ -4,17 +4,22 @@ Lines of positions along one spatial axis, as batched matrices for ``bmm``.
 Criss-cross attention is a set of small dense attentions, one per line of positions (every
 column and every row of an image, plus every time line of a clip), each run as one ``bmm`` over
 all the lines of an axis. How the lines of a ``(N, C, *S)`` tensor become batched matrices
-decides most of the speed on CPU, where permuted copies of 512-channel features cost as much as
-the products themselves:
+decides most of the speed on CPU, where permuted copies of 512-channel features cost a large
+share of the products themselves:
 
-* the rows of a channels-last tensor are already packed: a view, results accumulate in place;
-* the rows of an NCHW tensor are packed by a copy that moves contiguous runs of W values
-  (cheaper than an element-wise transpose); strided views would avoid it, but ``bmm`` then
-  runs one small GEMM per line, which collapses when the CPU cores are shared;
-* the columns: the packed dim order is a rotation of the memory order, so the copy is one 2D
-  transpose per sample, which PyTorch runs cache-blocked (several times faster on CPU than a
-  general permuted copy);
-* otherwise (the middle axis of a 3D clip) a general permuted copy.
+* a strided view is used whenever ``bmm`` can read it as it is (each line a matrix with one
+  unit stride, one stride for the batch of lines): in a channels-last tensor every line of
+  every axis is such a view when the batch is 1, and the rows are for any batch; in an NCHW
+  tensor the rows are when the batch is 1. ``bmm``'s result is always written contiguous (a
+  strided output makes PyTorch's CPU ``bmm`` run one small GEMM per line, which collapses when
+  the cores are shared);
+* the columns of an NCHW tensor: the packed dim order is a rotation of the memory order, so the
+  copy is one 2D transpose per sample, which PyTorch runs cache-blocked (several times faster on
+  CPU than a general permuted copy);
+* otherwise a permuted copy (in a channels-last tensor it moves contiguous runs of C values).
+
+So for an NCHW batch of 1, only the columns are copied (in and out); in channels-last nothing
+is, except the columns' result, added into the output as runs of C values.
 
 Dims are named by their index in ``(N, C, *S)``: 0 = batch, 1 = channels, 2 + a = spatial axis a.
 """
@@ -112,6 +117,23 @@ def copy_permuted(
     return out
 
 
+def _bmm_view(x: torch.Tensor, dim: int, length: int) -> Optional[torch.Tensor]:
+    """
+    The lines of x (N, C, *S) along `dim` as a (B, L, C) view that ``bmm`` reads without a
+    copy (every line a matrix with one unit stride; one stride for the batch), or None.
+    """
+    others = [d for d in range(2, x.dim()) if d != dim]
+    y = x.permute([0] + others + [dim, 1])
+    try:
+        y = y.view(-1, length, x.shape[1])
+    except RuntimeError:  # the batch dims do not merge
+        return None
+    (_, s1, s2), (_, n1, n2) = y.stride(), y.shape
+    if (s2 == 1 and s1 >= n2) or (s1 == 1 and s2 >= n1):
+        return y
+    return None
+
+
 class Lines:
     """
     The lines along spatial axis `axis` of tensors (N, *, *S) laid out in memory order
@@ -122,13 +144,16 @@ class Lines:
     the line, B = N * prod(S) / L ordered (N, other axes in order). A channel-major layout is
     stored (B, C, L) and handed out transposed (a BLAS transpose flag, no copy).
 
-    Layouts, cheapest first:
+    :meth:`pack` returns a strided view where ``bmm`` can read one (see :func:`_bmm_view`);
+    otherwise it copies into :attr:`order`, which is also the layout of :meth:`gather`'s result:
 
-    * ``free``: channels-last source, last axis: the tensor itself is (B, L, C), no copy;
+    * ``free``: channels-last source, last axis: the tensor itself is (B, L, C) (any batch),
+      results accumulate in place;
+    * other axes of a channels-last source: (B, L, C), a copy of runs of C values;
     * the axis is innermost in memory (NC* source, last axis): (B, C, L), a copy that moves
       contiguous runs of L values;
-    * a rotation of the memory order (first axis): one 2D transpose per sample;
-    * otherwise (middle axis of a 3D clip): (B, L, C), a general permuted copy.
+    * a rotation of the memory order (first axis of NC*): one 2D transpose per sample;
+    * otherwise (middle axis of an NC* clip): (B, L, C), a general permuted copy.
     """
 
     def __init__(self, positions, axis: int, source_order: Optional[List[int]]):
@@ -142,7 +167,9 @@ class Lines:
         known = source_order is not None
         self.free = known and source_order == position_major
         innermost = known and source_order[-1] == self.dim
-        if innermost or (known and _rotation(source_order, channel_major) is not None):
+        channels_last = known and source_order[-1] == 1
+        rotation = known and _rotation(source_order, channel_major) is not None
+        if not channels_last and (innermost or rotation):
             self.order = channel_major
         else:
             self.order = position_major
@@ -150,7 +177,10 @@ class Lines:
         self.channel_major = self.order[-1] == self.dim
 
     def pack(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, *S) -> (B, L, C) view of the packed lines (x itself if the layout is free)."""
+        """(N, C, *S) -> (B, L, C) packed lines: a view of x where ``bmm`` can read one."""
+        view = _bmm_view(x, self.dim, self.length)
+        if view is not None:
+            return view
         packed = copy_permuted(x, self.order, source_order=self.source_order)
         c = x.shape[1]
         if self.channel_major:
