@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.ccnet-setup
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo mutation clean
 
 setup: $(SETUP_STAMP)
 
@@ -22,6 +22,10 @@ test: setup
 
 demo: setup
 	$(PY) tools/run_demo.py
+
+# Mutation testing of the core modules (docs/testing.md); GROUPS="layers losses" for some only.
+mutation: setup
+	nice -n 10 $(PY) tools/mutation.py $(GROUPS)
 
 clean:
 	rm -rf $(VENV) .cache output
