@@ -32,7 +32,12 @@ STAGE = os.path.join(ROOT, ".cache", "mutation")
 GROUPS = {
     "layers": (
         ["ccnet/layers/criss_cross.py", "ccnet/layers/modules.py", "ccnet/layers/rcca.py", "ccnet/layers/projections.py"],
-        ["tests/layers/test_criss_cross.py", "tests/layers/test_modules.py", "tests/layers/test_error_paths.py"],
+        [
+            "tests/layers/test_criss_cross.py",
+            "tests/layers/test_modules.py",
+            "tests/layers/test_error_paths.py",
+            "tests/layers/test_layer_contracts.py",
+        ],
     ),
     "line_layout": (
         ["ccnet/layers/line_layout.py"],
@@ -40,7 +45,12 @@ GROUPS = {
     ),
     "losses": (
         ["ccnet/modeling/losses.py"],
-        ["tests/modeling/test_losses.py", "tests/modeling/test_loss_gradients_and_wiring.py", "tests/modeling/test_head_resizing.py"],
+        [
+            "tests/modeling/test_losses.py",
+            "tests/modeling/test_loss_defaults_and_edges.py",
+            "tests/modeling/test_loss_gradients_and_wiring.py",
+            "tests/modeling/test_head_resizing.py",
+        ],
     ),
     "heads": (
         ["ccnet/modeling/heads/*"],
