@@ -102,3 +102,25 @@ def test_clip_length_must_be_odd_and_positive():
     for length in (0, -1, 2):
         with pytest.raises(ValueError, match=f"INPUT.CLIP.LENGTH must be odd and positive .* got {length}"):
             VideoClipDatasetMapper(augmentations=[], image_format="RGB", clip_length=length, num_classes=2)
+
+
+def test_clip_mapper_leaves_the_dataset_dict_alone_and_types_the_label(tmp_path):
+    _, record = write_video_dataset(str(tmp_path))
+    mapper = VideoClipDatasetMapper(augmentations=[], image_format="RGB", clip_length=3, num_classes=2)
+    first, second = mapper(record), mapper(record)  # the dataset's dict must be usable again
+    assert "sem_seg_file_name" in record and torch.equal(first["sem_seg"], second["sem_seg"])
+    assert first["sem_seg"].dtype == torch.long
+    unlabelled = {k: v for k, v in record.items() if k != "sem_seg_file_name"}
+    assert "sem_seg" not in mapper(unlabelled)  # inference: frames only
+
+
+def test_clip_mapper_from_config_uses_the_train_or_test_augmentations():
+    from ccnet.data import build_dataset_mapper
+    from ccnet.engine.cli import build_config
+
+    cfg = build_config("", ["INPUT.DATASET_MAPPER_NAME", "VideoClipDatasetMapper", "INPUT.CLIP.LENGTH", 3,
+                            "INPUT.CLIP.FRAME_STRIDE", 2, "INPUT.MIN_SIZE_TRAIN", (16,), "INPUT.MIN_SIZE_TEST", 24])
+    train, test = build_dataset_mapper(cfg, True), build_dataset_mapper(cfg, False)
+    assert (train.clip_length, train.frame_stride) == (3, 2)
+    assert any(isinstance(a, T.RandomFlip) for a in train.augmentations.augs)
+    assert not any(isinstance(a, T.RandomFlip) for a in test.augmentations.augs)
