@@ -71,3 +71,10 @@ def test_ohem_defaults_are_the_public_codes():
     hard = math.log(1 + math.exp(2))
     # float32 mean of 1e5 equal terms: pairwise summation, ~1e-7 relative (the mutants: 1e-5).
     assert ohem_cross_entropy(logits, targets).item() == pytest.approx(hard, rel=1e-6)
+
+
+def test_ccl_module_passes_every_hyperparameter():
+    # test_ccl_weights_and_deltas_are_used's hand case through the module: 2 * 0.32 + 0.5 * 4 + 0.1 * 2.
+    ccl = CategoryConsistentLoss(delta_v=0.2, delta_d=2.0, alpha=2.0, beta=0.5, gamma=0.1)
+    loss = ccl(_features([0.0], [2.0], [3.0]), _labels(0, 0, 1))
+    assert loss.item() == pytest.approx(2.0 * 0.32 + 0.5 * 4.0 + 0.1 * 2.0, rel=1e-12)  # float64, a few terms
