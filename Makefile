@@ -15,7 +15,7 @@ venv_with_deps = test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
 	$(1)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1 && \
 	$(1)/bin/python -m pip install --quiet -e ".[test,export]"
 
-.PHONY: setup test demo clean setup-upstream test-upstream test-detectron2
+.PHONY: setup test demo mutation clean setup-upstream test-upstream test-detectron2
 
 setup: $(SETUP_STAMP)
 
@@ -50,6 +50,10 @@ D2_TESTS_V06 ?= git+https://github.com/facebookresearch/detectron2.git@v0.6
 test-detectron2: setup setup-upstream
 	$(PY) tools/run_detectron2_tests.py --tests "$(D2_TESTS_V06)" --expected v0.6
 	$(UPSTREAM_PY) tools/run_detectron2_tests.py --tests "$(D2_SOURCE)" --expected main
+
+# Mutation testing of the core modules (docs/testing.md); GROUPS="layers losses" for some only.
+mutation: setup
+	nice -n 10 $(PY) tools/mutation.py $(GROUPS)
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM_VENV) .cache output

@@ -92,7 +92,10 @@ def test_context_benchmark_reports_mean_and_std_over_seeds_and_attention_cost(tm
     h, w = rcca["feature_size"]
     config = os.path.join(REPO_ROOT, "configs", "Synthetic-LongRange", "rcca_r2.yaml")
     assert fcn["gflops_attention"] == 0
+    # FLOP counts are integers / 1e9 in float64: only the division rounds (1e-16); 1e-9 leaves margin.
     assert rcca["gflops_attention"] == pytest.approx(_attention_gflops(config, h * w, h + w - 1), rel=1e-9)
+    # A difference of two model totals: float64 cancellation only (<= 1e-12 relative); 1e-6 is far
+    # below any miscounted op (a 1x1 conv of the block alone is > 1e-2 of the attention).
     assert rcca["gflops_model"] - fcn["gflops_model"] == pytest.approx(rcca["gflops_attention"], rel=1e-6)
     assert rcca["peak_memory_mb_attention"] > fcn["peak_memory_mb_attention"]
 
@@ -127,6 +130,7 @@ def test_object_accuracy_splits_aligned_and_off_axis_objects(tmp_path):
         accuracy = benchmark.object_accuracy(str(predictions_file), name)
     finally:
         DatasetCatalog.remove(name)
+    # Ratios of pixel counts (default rel 1e-6; float64 division is exact to 1e-16).
     assert accuracy == pytest.approx(
         {"object_accuracy": 100 * 4 / 12, "object_accuracy_aligned": 50.0, "object_accuracy_off_axis": 0.0}
     )
@@ -153,7 +157,7 @@ def test_temporal_benchmark_reports_both_clip_lengths_with_one_seed(tmp_path):
         t, h, w = result["feature_size"]
         # Each of the T*h*w positions sees its time line, row and column, itself once.
         expected = _attention_gflops(config, t * h * w, t + h + w - 2)
-        assert result["gflops_attention"] == pytest.approx(expected, rel=1e-9)
+        assert result["gflops_attention"] == pytest.approx(expected, rel=1e-9)  # integer counts / 1e9
     t1, t5 = results["ccnet_t1"], results["ccnet_t5"]
     assert t5["gflops_model"] > 4 * t1["gflops_model"]  # the backbone runs on all 5 frames
 

@@ -94,6 +94,7 @@ def test_one_augmentation_for_every_frame(tmp_path):
         # The label went through the same transforms as the frames.
         bright = clip[2, 0] > 110  # the annotated frame 2: class 0 is grey 80, class 1 is 140
         agreement = (bright == (out["sem_seg"] == 1)).float().mean()
+        # Resizing blurs block edges only (a mis-aligned label agrees on ~50%).
         assert agreement > 0.9, f"seed {seed}: label and frame disagree on {1 - agreement:.0%} of pixels"
         assert clip.shape[-2:] == (20, 24)
 

@@ -40,7 +40,7 @@ def test_masks_match_boxes_and_areas_and_do_not_overlap(generated):
         for annotation, mask in zip(annotations, masks):
             ys, xs = np.nonzero(mask)
             box = [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
-            assert annotation["bbox"] == pytest.approx(box)
+            assert annotation["bbox"] == pytest.approx(box)  # integer pixel boxes stored as floats: exact
             assert annotation["area"] == mask.sum()
             assert annotation["iscrowd"] == 0 and 1 <= annotation["category_id"] <= len(CLASSES)
         if masks:  # later shapes occlude earlier ones: visible parts are disjoint

@@ -6,7 +6,7 @@ import torch
 
 from ccnet.layers import criss_cross_attention, criss_cross_attention_3d
 from ccnet.layers.line_layout import copy_permuted
-from tests.layers.brute_force import criss_cross_brute_force
+from tests.layers.brute_force import FLOAT64_ATOL, criss_cross_brute_force
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
@@ -63,10 +63,10 @@ def test_memory_formats_forward_backward(q_format, v_format, shape):
 
     out = fn(*leaves)
     expected = criss_cross_brute_force(*ref)[0]
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out, expected, rtol=0, atol=FLOAT64_ATOL)
     if v_format.startswith("channels_last"):
         assert out.movedim(1, -1).is_contiguous()
     out.backward(upstream)
     expected.backward(upstream)
     for a, b in zip(leaves, ref):
-        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-10)
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=FLOAT64_ATOL)

@@ -125,7 +125,7 @@ def test_fpn_context_runs_on_the_lateral_before_the_top_down_pass():
         before = reference(x)
         reference.lateral_convs[0] = nn.Sequential(reference.lateral_convs[0], Times(-2.0))
         expected, actual = reference(x), ours(x)
-    assert not torch.allclose(before["p2"], expected["p2"])  # the block reaches the finest level
+    assert not torch.allclose(before["p2"], expected["p2"])  # the block reaches the finest level (default atol 1e-8)
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name])
 

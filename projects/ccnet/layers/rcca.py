@@ -52,6 +52,8 @@ class RCCA(nn.Module):
         super().__init__()
         if recurrence < 0:
             raise ValueError(f"RCCA: recurrence must be >= 0, got {recurrence}")
+        if inter_channels < 1:
+            raise ValueError(f"RCCA: inter_channels must be >= 1, got {inter_channels}")
         out_channels = inter_channels if out_channels is None else out_channels
         self.in_channels = in_channels
         self.out_channels = out_channels
