@@ -33,7 +33,7 @@ def test_error_messages_name_argument_shape_and_layout(fn, args, message):
 def test_project_names_a_bad_input_shape():
     conv = nn.Conv2d(3, 2, kernel_size=1)
     with pytest.raises(ValueError, match=r"project: expected \(N, C, H, W\) or \(N, C, T, H, W\), got \(3, 4\)"):
-        project(torch.zeros(3, 4), [conv])
+        project(torch.zeros(3, 4), [conv.weight], [conv.bias])
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

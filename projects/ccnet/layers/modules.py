@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from .criss_cross import criss_cross_attention, criss_cross_attention_3d
-from .projections import bias_of, project
+from .projections import bias_of, project, shape_repr
 
 __all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
 
@@ -35,8 +35,11 @@ class CrissCrossAttention(nn.Module):
         """The attention of this block's dimensionality (2D here)."""
         return criss_cross_attention(query, key, value)
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        """(N, C, H, W) inputs are checked by :func:`criss_cross_attention` itself."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # (No shape check here: criss_cross_attention names a wrong input's shape.)
+        self._check_input(x)
         # gamma * CCA(q, k, v) == CCA(q, k, gamma * v) (the attention is linear in the values),
         # and gamma * v is folded into the value conv's weights: no extra activation is kept
         # for gamma's gradient, the output is a plain sum.
@@ -57,7 +60,9 @@ class CrissCrossAttention3d(CrissCrossAttention):
     every frame (see :func:`project`), so a 2D checkpoint loads as is.
     """
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(f"CrissCrossAttention3d expects (N, C, T, H, W), got {shape_repr(x)}")
+
     def _attend(self, query, key, value):
-        # A 4-D input fails in criss_cross_attention_3d, which names the expected shape; the
-        # projections (project) take 4-D and 5-D inputs alike.
         return criss_cross_attention_3d(query, key, value)

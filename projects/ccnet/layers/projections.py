@@ -4,7 +4,12 @@ from typing import List, Optional
 import torch
 from torch.nn import functional as F
 
-__all__ = ["bias_of", "project", "query_key"]
+__all__ = ["bias_of", "project", "query_key", "shape_repr"]
+
+
+def shape_repr(x: torch.Tensor) -> str:
+    """``x.shape`` as a tuple prints, e.g. "(1, 8, 4, 4)" (TorchScript-able, for error messages)."""
+    return "(" + ", ".join([str(size) for size in x.shape]) + ")"
 
 
 def bias_of(bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -29,7 +34,7 @@ def project(x: torch.Tensor, weights: List[torch.Tensor], biases: List[torch.Ten
     elif x.dim() == 4:
         out = F.conv2d(x, weight, bias)
     else:
-        raise ValueError(f"project: expected (N, C, H, W) or (N, C, T, H, W), got {x.shape}")
+        raise ValueError(f"project: expected (N, C, H, W) or (N, C, T, H, W), got {shape_repr(x)}")
     return list(out.split([w.shape[0] for w in weights], dim=1))
 
 

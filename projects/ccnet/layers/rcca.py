@@ -6,6 +6,7 @@ from torch import nn
 from detectron2.layers import Conv2d, get_norm
 
 from .modules import CrissCrossAttention, CrissCrossAttention3d
+from .projections import shape_repr
 
 __all__ = ["RCCA", "RCCA3d", "clips_to_frames", "frames_to_clips"]
 
@@ -97,7 +98,7 @@ class RCCA3d(RCCA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5:
-            raise ValueError(f"RCCA3d expects (N, C, T, H, W), got {x.shape}")
+            raise ValueError(f"RCCA3d expects (N, C, T, H, W), got {shape_repr(x)}")
         clip_length = x.shape[2]
         x = self.attend(frames_to_clips(self.reduce(clips_to_frames(x)), clip_length))
         return frames_to_clips(self.project(clips_to_frames(x)), clip_length)
