@@ -168,15 +168,19 @@ def test_an_export_that_computes_something_else_raises_and_writes_nothing(tmp_pa
 
 
 def test_an_input_folded_into_a_constant_is_detected(tmp_path, monkeypatch):
-    # The video segmentor's old padding (ImageList copies the frames into a new tensor in
-    # place), which the ONNX exporter dropped: the exported model ignored its input.
-    def list_padding(self, image):
+    # Padding by copying the frames into a new tensor in place (as Detectron2 0.6's ImageList
+    # does for several images): the TorchScript ONNX exporter drops such copies, and the exported
+    # model ignored its input. Written out here so that the plant does not depend on the
+    # installed Detectron2's ImageList.
+    def in_place_padding(self, image):
         middle, height, width = image.shape[0] // 2, image.shape[-2], image.shape[-1]
-        padded = ImageList.from_tensors(list(image), self.backbone.size_divisibility)
-        logits, _ = self.sem_seg_head(self.backbone(padded.tensor), clip_length=image.shape[0])
+        padded = image.new_zeros(ImageList.from_tensors([image], self.backbone.size_divisibility).tensor[0].shape)
+        for frame, target in zip(image, padded):
+            target[..., :height, :width].copy_(frame)
+        logits, _ = self.sem_seg_head(self.backbone(padded), clip_length=image.shape[0])
         return logits[middle : middle + 1, :, :height, :width]
 
-    monkeypatch.setattr(CCNetVideoSegmentor, "predict_whole_image", list_padding)
+    monkeypatch.setattr(CCNetVideoSegmentor, "predict_whole_image", in_place_padding)
     model, inputs = _video()
     # Caught either way: the input is gone from the graph, or the outputs differ.
     with pytest.raises(UnfaithfulExportError, match="constant|does not match"):
