@@ -133,16 +133,16 @@ def _runner(path: str, format: str, method: str, adapter: Optional[nn.Module], f
         return run
     loaded = torch.jit.load(path)
     if method == "scripting":
-        return lambda image: {k: v for k, v in loaded(({"image": image},))[0].items()}
+        return lambda image: loaded(({"image": image},))[0]
     return lambda image: _named_outputs(adapter.outputs_schema(loaded(image)), family)
 
 
 def _eager_outputs(model: nn.Module, image: Tensor, family: str) -> Dict[str, Tensor]:
     if family == "instance":
-        fields = model.inference([{"image": image}], do_postprocess=False)[0].get_fields()
-        names = ("pred_boxes", "scores", "pred_classes", "pred_masks")
-        return {k: fields[k].tensor if k == "pred_boxes" else fields[k] for k in names}
-    return {"sem_seg": model([{"image": image}])[0]["sem_seg"]}
+        structured = [{"instances": model.inference([{"image": image}], do_postprocess=False)[0]}]
+    else:
+        structured = model([{"image": image}])
+    return _named_outputs(structured, family)
 
 
 def _check_inputs(sample: Tensor) -> Dict[str, Tensor]:
