@@ -34,14 +34,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ...utils.files import datasets_root
-from .synthetic import (
-    generate_if_changed,
-    item_rng,
-    register_generated,
-    smooth_grey_background,
-    split_files,
-    write_png,
-)
+from .synthetic import generate_if_changed, item_rng, register_generated, smooth_grey_background, split_files, write_png
 from .video import load_video_sem_seg
 
 __all__ = [
