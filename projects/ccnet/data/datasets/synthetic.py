@@ -40,7 +40,7 @@ def item_rng(spec, index: int) -> np.random.Generator:
 
 
 def smooth_grey_background(rng: np.random.Generator, size: int, mean_range, contrast: float) -> np.ndarray:
-    """A dark, colourless, smoothly varying (size, size, 3) float32 background.
+    """A colourless, smoothly varying (size, size, 3) float32 background.
 
     Its mean grey level is drawn in ``mean_range`` (low, high); a 4 x 4 grid of offsets in
     [-contrast, contrast] around it is interpolated (bicubic) to the full size.
