@@ -22,7 +22,8 @@ Peak memory, :func:`peak_memory_mb`
       /proc/self/clear_refs just before the call) minus the resident set (``VmRSS``) before it.
       glibc is told to serve every allocation of 64 KiB or more with its own mmap
       (``MALLOC_MMAP_THRESHOLD_=65536``), so that freed tensors leave the resident set at once
-      instead of hiding the next peak in the allocator's cache. Linux only.
+      instead of hiding the next peak in the allocator's cache. Good to about 0.5 MB (the
+      kernel updates its resident-set counters in batches of pages). Linux only.
     * CUDA: ``torch.cuda.max_memory_allocated`` during the call minus ``memory_allocated``
       before it (the caching allocator's live tensors; its cache is not counted).
 
@@ -48,7 +49,8 @@ The machine
       machines scale roughly by the ratio of their rates (``tools/matmul_rate.py`` prints it).
     * :func:`load_average`: the 1, 5 and 15-minute load averages (/proc/loadavg). On shared
       cores memory-bound work slows down more than matrix products, so ratios between variants
-      drift with the load: the tools print it beside their tables.
+      drift with the load (tools/benchmark_attention.py and tools/benchmark_semantic_model.py
+      print it beside their tables).
 
 The command line, the same in every benchmark tool: ``--json FILE`` writes every number to FILE
 (:func:`write_json`), ``--device`` (cpu, cuda, cuda:N), ``--repeats N`` (timed rounds after the
