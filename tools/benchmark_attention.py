@@ -27,8 +27,8 @@ max |reference|) in float32 (float16 / bfloat16 autocast: 2e-2 / 5e-2); a failur
 Measured as tools/measure.py says:
 FLOPs of one forward (fvcore; one per multiply-add, the paper counts two); the floor's products
 are counted by torch's FlopCounterMode (forward, or forward+backward).
-Peak memory of one run above the inputs, in a fresh process per variant and mode, after a
-warm-up run at 8x8 (libraries loaded). Not measured for cc_compile (it would compile in every
+Peak memory of one run above the inputs, per variant and mode (on CPU in a fresh process),
+after a warm-up run at 8x8 (libraries loaded). Not measured for cc_compile (it would compile in every
 process) nor for the floor (its buffers are preallocated).
 Time: median over --repeats interleaved rounds (at most 3 for variants slower than 1.5 s per
 run) after one warm-up round; the load average is printed before and after each setting.

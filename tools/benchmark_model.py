@@ -116,7 +116,7 @@ def prepare_step(config_name: str, args):
 
 
 def measure_memory(args) -> dict:
-    """Peak memory (MB) of a training step of each variant, each in a fresh process."""
+    """Peak memory (MB) of a training step of each variant (on CPU each in a fresh process)."""
     return {name: peak_memory_mb(prepare_step, config, args, device=args.device) for name, config in VARIANTS.items()}
 
 

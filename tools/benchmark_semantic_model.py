@@ -15,7 +15,7 @@ output stride 8, BN instead of SyncBN (one process), on ``--images`` random ``--
   criss-cross attention, NL's non-local block) on the reduced backbone feature, forward +
   backward and forward without grad; its share is its time over the model's;
 * GFLOPs of one inference, model and attention, and the peak memory of a training step and of
-  the attention's forward+backward, each in a fresh process after one warm-up run.
+  the attention's forward+backward, each after one warm-up run (on CPU in a fresh process).
 
 Usage:
   python tools/benchmark_semantic_model.py [--size 769] [--depth 50] [--repeats 2] [--threads N] [--json FILE]

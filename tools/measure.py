@@ -13,24 +13,26 @@ Time, :func:`interleaved_medians`
     ``SLOW_ROUNDS`` rounds.
 
 Peak memory, :func:`peak_memory_mb`
-    In a fresh Python process (one thread), ``fn = prepare(*args)`` builds what is measured and
-    warms it up (libraries loaded, lazily created state such as gradients, optimizer state or
-    cuBLAS workspaces allocated: whatever the tool does not want counted); then the peak
-    during one call ``fn()`` above the memory in use just before it, in MB (2**20 bytes):
+    ``fn = prepare(*args)`` builds what is measured and warms it up (libraries loaded, lazily
+    created state such as gradients, optimizer state or cuBLAS workspaces allocated: whatever
+    the tool does not want counted); then the peak during one call ``fn()`` above the memory in
+    use just before it, in MB (2**20 bytes):
 
-    * CPU: the resident set's high-water mark (``VmHWM`` of /proc/self/status, reset through
-      /proc/self/clear_refs just before the call) minus the resident set (``VmRSS``) before it.
-      glibc is told to serve every allocation of 64 KiB or more with its own mmap
-      (``MALLOC_MMAP_THRESHOLD_=65536``), so that freed tensors leave the resident set at once
-      instead of hiding the next peak in the allocator's cache. Good to about 0.5 MB (the
-      kernel updates its resident-set counters in batches of pages). Linux only.
-    * CUDA: ``torch.cuda.max_memory_allocated`` during the call minus ``memory_allocated``
-      before it (the caching allocator's live tensors; its cache is not counted).
+    * CPU, in a fresh Python process (one thread), so that nothing measured earlier (peaks,
+      cached blocks) carries over: the resident set's high-water mark (``VmHWM`` of
+      /proc/self/status, reset through /proc/self/clear_refs just before the call) minus the
+      resident set (``VmRSS``) before it. glibc is told to serve every allocation of 64 KiB or
+      more with its own mmap (``MALLOC_MMAP_THRESHOLD_=65536``), so that freed tensors leave
+      the resident set at once instead of hiding the next peak in the allocator's cache. Good
+      to about 0.5 MB (the kernel updates its resident-set counters in batches of pages).
+      Linux only.
+    * CUDA, in this process (the allocator's counters are exact and can be reset):
+      ``torch.cuda.max_memory_allocated`` during the call minus ``memory_allocated`` before it
+      (the caching allocator's live tensors; its cache is not counted).
 
-    A fresh process per measurement, so that nothing measured earlier (peaks, cached blocks,
-    compiled kernels) carries over. ``prepare`` is a module-level function of a file (a tool
-    in tools/ or one of its modules) and ``args`` plain picklable data (numbers, strings,
-    lists, an argparse Namespace, a config); they are rebuilt in the child.
+    ``prepare`` is a module-level function of a file (a tool in tools/ or one of its modules)
+    and ``args`` plain picklable data (numbers, strings, lists, an argparse Namespace, a
+    config): the fresh process loads that file and rebuilds them.
 
 FLOPs: one multiply-add is one FLOP (the paper counts two)
     * :func:`gflops`: a module's forward, counted by fvcore through
@@ -93,7 +95,7 @@ MMAP_THRESHOLD_BYTES = 65536
 
 def _synchronize(device: str) -> None:
     if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def _timed_call(run: Callable[[], object], device: str, seed: int) -> float:
@@ -143,8 +145,8 @@ def interleaved_medians(
 
 
 def peak_memory_mb(prepare: Callable[..., Callable[[], object]], *args, device: str = "cpu") -> float:
-    """Peak memory (MB) of one call of ``prepare(*args)()`` in a fresh process, above the
-    memory in use just before the call (see the module's docstring).
+    """Peak memory (MB) of one call of ``prepare(*args)()``, above the memory in use just
+    before the call: on CPU in a fresh process, on CUDA in this one (see the module's docstring).
 
     Raises:
         ValueError: ``prepare`` is not a module-level function of a file.
@@ -153,10 +155,10 @@ def peak_memory_mb(prepare: Callable[..., Callable[[], object]], *args, device: 
     name = getattr(prepare, "__qualname__", "")
     if not inspect.isfunction(prepare) or "<" in name:
         raise ValueError(f"peak_memory_mb needs a module-level function to prepare the measured call, got {prepare!r}")
-    payload = pickle.dumps((inspect.getfile(prepare), name, str(device), pickle.dumps(args)))
-    env = dict(os.environ)
-    if not str(device).startswith("cuda"):
-        env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD_BYTES)  # glibc, read at start-up
+    if str(device).startswith("cuda"):
+        return _cuda_peak_of_one_call(prepare(*args), torch.device(device))
+    payload = pickle.dumps((inspect.getfile(prepare), name, pickle.dumps(args)))
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(MMAP_THRESHOLD_BYTES))  # glibc, read at start-up
     with tempfile.TemporaryDirectory() as folder:
         result_file = os.path.join(folder, "peak_mb")
         command = [sys.executable, os.path.abspath(__file__), "--peak-memory-child", result_file]
@@ -169,6 +171,15 @@ def peak_memory_mb(prepare: Callable[..., Callable[[], object]], *args, device: 
             return float(f.read())
 
 
+def _cuda_peak_of_one_call(fn: Callable[[], object], device: torch.device) -> float:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
 def _status_mb(field: str) -> float:
     """A field of /proc/self/status in MB: VmRSS (resident now) or VmHWM (peak resident)."""
     with open("/proc/self/status") as f:
@@ -178,14 +189,7 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _peak_of_one_call(fn: Callable[[], object], device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
+def _cpu_peak_of_one_call(fn: Callable[[], object]) -> float:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current resident set (Linux >= 4.0)
     before = _status_mb("VmRSS")
@@ -194,8 +198,8 @@ def _peak_of_one_call(fn: Callable[[], object], device: str) -> float:
 
 
 def _measure_in_this_process(result_file: str) -> None:
-    """The fresh process of :func:`peak_memory_mb`: the payload on stdin, the MB into a file."""
-    path, name, device, packed_args = pickle.load(sys.stdin.buffer)
+    """The fresh process of :func:`peak_memory_mb` on CPU: the payload on stdin, the MB into a file."""
+    path, name, packed_args = pickle.load(sys.stdin.buffer)
     spec = importlib.util.spec_from_file_location("_measured_module", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # first: it imports ccnet before anything unpickles a config
@@ -203,8 +207,7 @@ def _measure_in_this_process(result_file: str) -> None:
     for part in name.split("."):
         prepare = getattr(prepare, part)
     torch.set_num_threads(1)  # the peak does not depend on it; leaves the other cores alone
-    fn = prepare(*pickle.loads(packed_args))
-    peak = _peak_of_one_call(fn, device)
+    peak = _cpu_peak_of_one_call(prepare(*pickle.loads(packed_args)))
     with open(result_file, "w") as f:
         f.write(repr(peak))
 

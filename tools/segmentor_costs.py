@@ -1,6 +1,6 @@
 """
 FLOPs and peak memory of a CCNet semantic (or video) segmentor, its context block and its
-attention, measured as :mod:`measure` says (fvcore FLOPs; peak memory in a fresh process).
+attention, measured as :mod:`measure` says (fvcore FLOPs; the peaks on CPU in a fresh process).
 Used by tools/context_benchmark.py, tools/temporal_benchmark.py and
 tools/benchmark_semantic_model.py.
 """
