@@ -36,7 +36,8 @@ NUM_VALUES = 16  # values recorded per tensor, at evenly spaced flat indices
 
 CPU = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
 # The video model with sliding windows smaller than the clip and multi-scale + flip test-time
-# augmentation: every inference mode of CCNetSemanticSegmentor on clips.
+# augmentation: every inference mode of CCNetSemanticSegmentor on clips (whole-image inference
+# is predict_whole_image).
 VIDEO_MODES = [
     "TEST.SLIDING_WINDOW.ENABLED", "True", "TEST.SLIDING_WINDOW.SIZE", "(32, 40)",
     "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(40,)", "TEST.AUG.MAX_SIZE", "100", "TEST.AUG.FLIP", "True",
@@ -50,10 +51,7 @@ MODELS: Dict[str, Tuple[str, List[str], str]] = {
     "semantic_rcca_r2_ccl": ("configs/Cityscapes-SemanticSegmentation/rcca_r2_ccl_R_101_OS8_60k.yaml", CPU, "semantic"),
     "semantic_nl": ("configs/Cityscapes-SemanticSegmentation/nl_R_101_OS8_60k.yaml", CPU, "semantic"),
     "semantic_fcn": ("configs/Cityscapes-SemanticSegmentation/fcn_R_101_OS8_60k.yaml", CPU, "semantic"),
-    "video_t5": ("configs/CamVid-VideoSegmentation/rcca3d_t5_R_101_OS8_10k.yaml", CPU, "video"),
-    "video_t5_windows_scales_flip": (
-        "configs/CamVid-VideoSegmentation/rcca3d_t5_R_101_OS8_10k.yaml", CPU + VIDEO_MODES, "video"
-    ),
+    "video_t5": ("configs/CamVid-VideoSegmentation/rcca3d_t5_R_101_OS8_10k.yaml", CPU + VIDEO_MODES, "video"),
     "long_range_rcca_r2": ("configs/Synthetic-LongRange/rcca_r2.yaml", [], "semantic_small"),
     "temporal_t5": ("configs/Synthetic-Temporal/ccnet_t5.yaml", [], "video_small"),
     "lazy_instance_rcca_fpn": ("configs/COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x_rcca_fpn.py", [], "instance"),
@@ -102,7 +100,6 @@ STATE_DICT_LIKE = {
     "semantic_nl": "semantic_rcca_r2_ccl",
     "semantic_fcn": "semantic_rcca_r2_ccl",
     "video_t5": "semantic_rcca_r2_ccl",
-    "video_t5_windows_scales_flip": "semantic_rcca_r2_ccl",
     "lazy_semantic_rcca_r2": "semantic_rcca_r2_ccl",
 }
 
@@ -154,11 +151,15 @@ def _is_new_module_key(key: str) -> bool:
 
 
 def init_fingerprint(model: torch.nn.Module) -> Dict[str, object]:
-    """Sums (float64) of the fresh parameters: of all of them, and of each context / head tensor."""
-    state = model.state_dict()
-    total = sum(float(v.double().abs().sum()) for v in state.values() if v.dtype.is_floating_point)
-    tensors = {k: float(v.double().sum()) for k, v in sorted(state.items()) if _is_new_module_key(k) and v.dtype.is_floating_point}
-    return {"abs_sum": total, "sums": tensors}
+    """Sums (float64) of the fresh parameters and buffers: ``sums`` of each context / head tensor,
+    ``abs_sum`` of the absolute values of all tensors, ``abs_sum_outside`` of all the others."""
+    state = {k: v for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+    abs_sums = {k: float(v.abs().sum(dtype=torch.float64)) for k, v in state.items()}
+    return {
+        "abs_sum": sum(abs_sums.values()),
+        "abs_sum_outside": sum(s for k, s in abs_sums.items() if not _is_new_module_key(k)),
+        "sums": {k: float(v.sum(dtype=torch.float64)) for k, v in sorted(state.items()) if _is_new_module_key(k)},
+    }
 
 
 def summarize(x: torch.Tensor) -> Dict[str, object]:

@@ -32,6 +32,14 @@ with open(REFERENCE_FILE) as f:
 # 3e-6 relative on these outputs).
 RTOL = 1e-4
 
+# Tensors whose initial values are drawn at another point of the random stream than when they
+# were recorded: the video head's context module is built once, first, as the 2D head's (it
+# used to be built a second time after the classifiers, replacing a first one).
+REDRAWN = {
+    "temporal_t5": "sem_seg_head.context.",
+    "video_t5": "sem_seg_head.context.",
+}
+
 
 class RecordingCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that keeps the incompatible keys of the last load."""
@@ -60,9 +68,15 @@ def test_model_matches_its_reference(name, tmp_path):
     recorded = recorded_state_dict(REFERENCE, name)
     assert state_dict_entries(model) == recorded
 
-    init = init_fingerprint(model)
-    assert init["abs_sum"] == pytest.approx(reference["init"]["abs_sum"], rel=1e-9)
-    assert init["sums"] == pytest.approx(reference["init"]["sums"], rel=1e-9, abs=1e-9)
+    init, expected_init = init_fingerprint(model), reference["init"]
+    assert init["abs_sum_outside"] == pytest.approx(expected_init["abs_sum_outside"], rel=1e-9)
+    redrawn = REDRAWN.get(name)
+    if redrawn is None:
+        assert init["abs_sum"] == pytest.approx(expected_init["abs_sum"], rel=1e-9)
+    else:
+        assert any(k.startswith(redrawn) for k in init["sums"])
+    kept = lambda sums: {k: v for k, v in sums.items() if redrawn is None or not k.startswith(redrawn)}  # noqa: E731
+    assert kept(init["sums"]) == pytest.approx(kept(expected_init["sums"]), rel=1e-9, abs=1e-9)
 
     path = tmp_path / "model.pth"
     torch.save({"model": filled_state_dict(recorded)}, path)
