@@ -54,7 +54,7 @@ def _attention_gflops(config_file, positions, line_length):
     attention = build_model(cfg).sem_seg_head.context.attention
     c, qk = attention.in_channels, attention.qk_channels
     per_call = positions * (c * (2 * qk + c) + line_length * (qk + c))
-    return cfg.MODEL.CCNET.RECURRENCE * per_call / 1e9
+    return cfg.MODEL.CONTEXT.RECURRENCE * per_call / 1e9
 
 
 def test_context_benchmark_reports_mean_and_std_over_seeds_and_attention_cost(tmp_path):
@@ -220,7 +220,7 @@ def test_ccl_diagnostics_splits_the_ccl_gradient_into_its_terms():
     ]  # fmt: skip
     weights = {"variance": (2.0, 0.0, 0.0), "distance": (0.0, 3.0, 0.0), "regularisation": (0.0, 0.0, 0.5)}
     for term, (alpha, beta, gamma) in weights.items():
-        opts = ["MODEL.CCNET.GAMMA_INIT", "0.3", "MODEL.CCNET.DROPOUT", "0.0"]
+        opts = ["MODEL.CONTEXT.GAMMA_INIT", "0.3", "MODEL.CCNET.DROPOUT", "0.0"]
         opts += ["MODEL.CCNET.CCL_ALPHA", str(alpha), "MODEL.CCNET.CCL_BETA", str(beta), "MODEL.CCNET.CCL_GAMMA", str(gamma)]
         torch.manual_seed(0)
         model = build_model(build_config(config, opts))
