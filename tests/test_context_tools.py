@@ -20,6 +20,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 from ccnet.engine.cli import build_config
+from ccnet.utils.benchmark import module_gflops
 from tests.conftest import REPO_ROOT
 
 
@@ -159,7 +160,14 @@ def test_temporal_benchmark_reports_both_clip_lengths_with_one_seed(tmp_path):
         expected = _attention_gflops(config, t * h * w, t + h + w - 2)
         assert result["gflops_attention"] == pytest.approx(expected, rel=1e-9)  # integer counts / 1e9
     t1, t5 = results["ccnet_t1"], results["ccnet_t5"]
-    assert t5["gflops_model"] > 4 * t1["gflops_model"]  # the backbone runs on all 5 frames
+    # Outside the context module, the backbone runs on all 5 frames and the classifier on the
+    # annotated one only: T=5 costs 4 backbone passes (on one frame) more than T=1.
+    _, h, w = t1["feature_size"]
+    backbone = build_model(build_config(os.path.join(REPO_ROOT, "configs", "Synthetic-Temporal", "ccnet_t1.yaml"))).backbone
+    frame = torch.zeros(1, 3, h * backbone.output_shape()["res2"].stride, w * backbone.output_shape()["res2"].stride)
+    backbone_gflops = module_gflops(backbone.eval(), (frame,))[""]
+    outside = {t: r["gflops_model"] - r["gflops_context"] for t, r in ((1, t1), (5, t5))}
+    assert outside[5] - outside[1] == pytest.approx(4 * backbone_gflops, rel=1e-6)
 
 
 def test_seeds_argument():

@@ -131,7 +131,8 @@ def _add_context_config(cfg: CN) -> None:
     cfg.MODEL.CONTEXT.REDUCTION = 8
     # Norm after the 3x3 convs (detectron2.layers.get_norm names: "GN", "BN", "SyncBN", "").
     # In a backbone, GN: the blocks are new, so FrozenBN would not train, and detection batches
-    # are small. The semantic configs use the norm of their head (MODEL.SEM_SEG_HEAD.NORM).
+    # are small. The semantic configs set the norm of their head here too (SyncBN; BN in the
+    # synthetic ones).
     cfg.MODEL.CONTEXT.NORM = "GN"
     # Initial value of the criss-cross attention's residual scale ``gamma`` (RCCA only; the
     # paper's code: 0, the attention starts as the identity and its query/key/value convs get

@@ -1,6 +1,6 @@
 """Plain-PyTorch layers (no Detectron2, no config): criss-cross attention, non-local, the context
 module (RCCA) and the conv + norm + activation block."""
-from .context import ATTENTIONS, RCCA, Attention, ContextModule, RCCA3d, clips_to_frames, frames_to_clips
+from .context import ATTENTIONS, RCCA, AttentionSpec, ContextModule, RCCA3d, clips_to_frames, frames_to_clips
 from .conv import NORMS, ConvNormAct, c2_msra_fill, conv3x3_norm_relu, norm_layer
 from .criss_cross import (
     CrissCrossAttentionFunction,
@@ -28,7 +28,7 @@ __all__ = [
     "CrissCrossAttention",
     "CrissCrossAttention3d",
     "ATTENTIONS",
-    "Attention",
+    "AttentionSpec",
     "ContextModule",
     "RCCA",
     "RCCA3d",

@@ -15,14 +15,14 @@ from .modules import CrissCrossAttention, CrissCrossAttention3d
 from .non_local import NonLocalBlock
 from .projections import shape_repr
 
-__all__ = ["ATTENTIONS", "Attention", "ContextModule", "RCCA", "RCCA3d", "clips_to_frames", "frames_to_clips"]
+__all__ = ["ATTENTIONS", "AttentionSpec", "ContextModule", "RCCA", "RCCA3d", "clips_to_frames", "frames_to_clips"]
 
 
 def _no_attention(channels: int) -> nn.Module:
     return nn.Identity()
 
 
-class Attention(NamedTuple):
+class AttentionSpec(NamedTuple):
     """How a context module builds one attention (a module C -> C channels, same shape)."""
 
     # channels -> the attention on images (N, C, H, W)
@@ -33,10 +33,12 @@ class Attention(NamedTuple):
     recurrent: bool
 
 
+# The attentions of the context module by name (MODEL.CONTEXT.NAME in Detectron2 configs). A new
+# attention is one entry here: a module class (or builder) taking the channel count.
 ATTENTIONS = {
-    "RCCA": Attention(CrissCrossAttention, CrissCrossAttention3d, recurrent=True),
-    "NL": Attention(NonLocalBlock, None, recurrent=False),
-    "none": Attention(_no_attention, _no_attention, recurrent=False),
+    "RCCA": AttentionSpec(CrissCrossAttention, CrissCrossAttention3d, recurrent=True),
+    "NL": AttentionSpec(NonLocalBlock, None, recurrent=False),
+    "none": AttentionSpec(_no_attention, _no_attention, recurrent=False),
 }
 
 
