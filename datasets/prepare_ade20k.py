@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from ccnet.utils.files import datasets_root
+
 SPLITS = ("training", "validation")
 
 
@@ -45,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--root",
-        default=os.getenv("DETECTRON2_DATASETS", "datasets"),
+        default=datasets_root(),
         help="folder holding ADEChallengeData2016/ or ADEChallengeData2016.zip (default $DETECTRON2_DATASETS)",
     )
     args = parser.parse_args(argv)

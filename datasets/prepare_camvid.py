@@ -47,6 +47,7 @@ import numpy as np
 import ccnet  # noqa: F401  (makes Detectron2 importable; registers the datasets)
 from ccnet.data.datasets.camvid import CLASSES, IGNORE_LABEL, SPLITS
 from ccnet.data.datasets.video import parse_frame_name
+from ccnet.utils.files import datasets_root
 
 logger = logging.getLogger("prepare_camvid")
 
@@ -281,7 +282,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "(INPUT.CLIP.LENGTH // 2) * INPUT.CLIP.FRAME_STRIDE (default 2: T=5, stride 1)",
     )  # fmt: skip
     parser.add_argument(
-        "--out", default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "camvid"),
+        "--out", default=os.path.join(datasets_root(), "camvid"),
         help="output folder (default $DETECTRON2_DATASETS/camvid)",
     )  # fmt: skip
     args = parser.parse_args(argv)

@@ -29,6 +29,8 @@ from cityscapesscripts.helpers.labels import id2label
 from PIL import Image
 from tqdm import tqdm
 
+from ccnet.utils.files import datasets_root
+
 LABEL_IDS_SUFFIX = "_gtFine_labelIds.png"
 TRAIN_IDS_SUFFIX = "_gtFine_labelTrainIds.png"
 IGNORE_TRAIN_ID = 255
@@ -58,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--root",
-        default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "cityscapes"),
+        default=os.path.join(datasets_root(), "cityscapes"),
         help="the Cityscapes folder holding gtFine/ and leftImg8bit/ (default $DETECTRON2_DATASETS/cityscapes)",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel processes")

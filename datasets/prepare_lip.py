@@ -33,6 +33,7 @@ from tqdm import tqdm
 import ccnet  # noqa: F401  (makes Detectron2 importable)
 from ccnet.data.datasets.lip import CLASSES, IGNORE_LABEL, SPLITS
 from ccnet.data.sem_seg_mapper import check_sem_seg
+from ccnet.utils.files import datasets_root
 
 ARCHIVES = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip")
 
@@ -100,7 +101,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--root",
-        default=os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "LIP"),
+        default=os.path.join(datasets_root(), "LIP"),
         help="folder holding the LIP archives or their extracted folders (default $DETECTRON2_DATASETS/LIP)",
     )
     args = parser.parse_args(argv)

@@ -5,7 +5,6 @@ generated data and must report what ``train_net.py`` wrote (per seed, and its me
 the criss-cross attention, and the accuracy split it promises (checked on a hand-built case).
 """
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,8 +19,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
 from ccnet.engine.cli import build_config
-from ccnet.utils.benchmark import module_gflops
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, load_tool
 
 
 def _run_tool(tool, *args, datasets_root):
@@ -30,13 +28,6 @@ def _run_tool(tool, *args, datasets_root):
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert result.returncode == 0, result.stdout[-4000:]
     return result.stdout
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _last_evaluation(output_dir):
@@ -103,7 +94,7 @@ def test_context_benchmark_reports_mean_and_std_over_seeds_and_attention_cost(tm
 
 def test_object_accuracy_splits_aligned_and_off_axis_objects(tmp_path):
     """A hand-built prediction: the aligned object half right, the off-axis one all wrong."""
-    benchmark = _load_tool("context_benchmark")
+    benchmark = load_tool("context_benchmark")
     name = "test_context_tools_objects"
     label_file = tmp_path / "a_label.png"
     cv2.imwrite(str(label_file), np.zeros((8, 8), dtype=np.uint8))  # only its size is used here
@@ -165,13 +156,13 @@ def test_temporal_benchmark_reports_both_clip_lengths_with_one_seed(tmp_path):
     _, h, w = t1["feature_size"]
     backbone = build_model(build_config(os.path.join(REPO_ROOT, "configs", "Synthetic-Temporal", "ccnet_t1.yaml"))).backbone
     frame = torch.zeros(1, 3, h * backbone.output_shape()["res2"].stride, w * backbone.output_shape()["res2"].stride)
-    backbone_gflops = module_gflops(backbone.eval(), (frame,))[""]
+    backbone_gflops = load_tool("measure").gflops(backbone.eval(), (frame,))[""]
     outside = {t: r["gflops_model"] - r["gflops_context"] for t, r in ((1, t1), (5, t5))}
     assert outside[5] - outside[1] == pytest.approx(4 * backbone_gflops, rel=1e-6)
 
 
 def test_seeds_argument():
-    from ccnet.utils.benchmark import parse_seeds
+    parse_seeds = load_tool("variant_runs").parse_seeds
 
     assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("7") == [7]
     for bad in ("", "a", "1,1"):
@@ -219,7 +210,7 @@ def test_ccl_diagnostics_splits_the_ccl_gradient_into_its_terms():
     with only that term's weight left on, computed here by autograd on the head's own loss."""
     from detectron2.utils.events import EventStorage
 
-    tool = _load_tool("ccl_diagnostics")
+    tool = load_tool("ccl_diagnostics")
     config = os.path.join(REPO_ROOT, "configs", "Synthetic-LongRange", "rcca_r2_ccl.yaml")
     g = torch.Generator().manual_seed(0)
     batch = [
@@ -246,9 +237,8 @@ def test_parallel_runs_keep_seed_order_and_aggregate_each_variant(tmp_path):
     """--jobs 3 on fake runs that finish in reverse order: per_seed stays in --seeds order."""
     import time
 
-    from ccnet.utils.benchmark import run_variants_and_report, variants_argument_parser
-
-    args = variants_argument_parser("", ["a", "b"], str(tmp_path)).parse_args(
+    variant_runs = load_tool("variant_runs")
+    args = variant_runs.variants_argument_parser("", ["a", "b"], str(tmp_path)).parse_args(
         ["--seeds", "3,1,2", "--jobs", "3", "--json", str(tmp_path / "r.json")]
     )
     scores = {("a", 3): 10.0, ("a", 1): 20.0, ("a", 2): 60.0, ("b", 3): 1.0, ("b", 1): 1.0, ("b", 2): 4.0}
@@ -257,7 +247,7 @@ def test_parallel_runs_keep_seed_order_and_aggregate_each_variant(tmp_path):
         time.sleep(0.05 * seed)
         return {"seed": seed, "mIoU": scores[(variant, seed)], "IoU": {"x": 2 * scores[(variant, seed)]}}
 
-    results = run_variants_and_report(args, run_seed, lambda v, a: {"name": v.upper()}, lambda r: "")
+    results = variant_runs.run_variants_and_report(args, run_seed, lambda v, a: {"name": v.upper()}, lambda r: "")
     assert [r["variant"] for r in results] == ["a", "b"]
     a, b = results
     assert [r["seed"] for r in a["per_seed"]] == [3, 1, 2] and [r["mIoU"] for r in a["per_seed"]] == [10.0, 20.0, 60.0]

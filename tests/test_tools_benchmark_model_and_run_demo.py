@@ -1,33 +1,25 @@
 """tools/benchmark_model.py and tools/run_demo.py: their pieces on tiny inputs, without the long runs."""
-import importlib.util
 import json
 import os
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", os.path.join(REPO_ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_tool
 
 
 # ----------------------------------------------------------------------- benchmark_model.py
 
 
 def test_benchmark_model_variants_are_shipped_configs():
-    bench = _tool("benchmark_model")
+    bench = load_tool("benchmark_model")
     assert list(bench.VARIANTS)[0] == "baseline"
     for config in bench.VARIANTS.values():
         assert os.path.isfile(os.path.join(bench.CONFIG_DIR, config)), config
 
 
 def test_benchmark_model_synthetic_masks_are_their_boxes():
-    bench = _tool("benchmark_model")
+    bench = load_tool("benchmark_model")
     batch = bench.synthetic_batch(size=64, images=2, instances=3, device="cpu")
     assert len(batch) == 2
     for item in batch:
@@ -43,7 +35,7 @@ def test_benchmark_model_synthetic_masks_are_their_boxes():
 
 
 def test_benchmark_model_train_step_runs_and_lr_zero_keeps_the_weights():
-    bench = _tool("benchmark_model")
+    bench = load_tool("benchmark_model")
     model, optimizer = bench.build_variant(bench.VARIANTS["baseline"], "cpu")
     before = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
     bench.train_step(model, optimizer, bench.synthetic_batch(size=64, images=1, instances=2, device="cpu"))
@@ -55,12 +47,12 @@ def test_benchmark_model_train_step_runs_and_lr_zero_keeps_the_weights():
 
 
 def test_benchmark_model_ratios_and_json(tmp_path, monkeypatch, capsys):
-    bench = _tool("benchmark_model")
+    bench = load_tool("benchmark_model")
     seconds = dict(zip(bench.VARIANTS, [2.0, 3.0, 5.0, 2.5]))
     memory = dict(zip(bench.VARIANTS, [100.0, 150.0, 400.0, 110.0]))
     monkeypatch.setattr(bench, "time_variants", lambda args: seconds)
     monkeypatch.setattr(bench, "measure_memory", lambda args: memory)
-    results = bench.main(["--size", "64", "--rounds", "2", "--json", str(tmp_path / "bench.json")])
+    results = bench.main(["--size", "64", "--repeats", "2", "--json", str(tmp_path / "bench.json")])
     assert json.load(open(tmp_path / "bench.json")) == results
     ratios = [(v["step_time_ratio"], v["memory_ratio"]) for v in results["variants"].values()]
     assert ratios == [(1.0, 1.0), (1.5, 1.5), (2.5, 4.0), (1.25, 1.1)]
@@ -79,7 +71,7 @@ def _metrics(path, rows):
 
 
 def test_run_demo_reads_the_last_evaluation_row(tmp_path, monkeypatch):
-    demo = _tool("run_demo")
+    demo = load_tool("run_demo")
     monkeypatch.setattr(demo, "ROOT", str(tmp_path))
     _metrics(str(tmp_path / "out" / "metrics.json"), [
         {"iteration": 9, "segm/AP": 10.0, "bbox/AP": 12.0}, {"iteration": 19, "total_loss": 1.0},
@@ -92,7 +84,7 @@ def test_run_demo_reads_the_last_evaluation_row(tmp_path, monkeypatch):
 
 
 def test_run_demo_passes_the_overrides_and_prints_the_summary(tmp_path, monkeypatch, capsys):
-    demo = _tool("run_demo")
+    demo = load_tool("run_demo")
     monkeypatch.setattr(demo, "ROOT", str(tmp_path))
     commands = []
 

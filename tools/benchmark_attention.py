@@ -24,16 +24,14 @@ Before anything is timed, every core variant's output (and, for train, the gradi
 and v) is checked against cc_core's on the same inputs: max |difference| <= 1e-5 x max(1,
 max |reference|) in float32 (float16 / bfloat16 autocast: 2e-2 / 5e-2); a failure stops the run.
 
-FLOPs: fvcore's counter, one per multiply-add (the paper counts two), of one forward; the floor
-is counted by torch's FlopCounterMode on its products (forward, or forward+backward).
-Peak memory above the inputs: CUDA, the allocator's peak; CPU, in a fresh subprocess per
-variant and mode, the resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs
-once the inputs exist) minus the resident set before the run, with glibc told to mmap (and so
-return) every allocation above 64 KiB. Not measured for cc_compile (it would compile in every
-subprocess) nor for the floor (its buffers are preallocated).
-Time: median over --repeats rounds (at most 3 for variants slower than 1.5 s per run), after
-one warm-up run each. The load average of the machine is printed before and after: on shared
-cores, memory-bound work (layout copies) slows down more than the GEMMs, so ratios drift.
+Measured as tools/measure.py says:
+FLOPs of one forward (fvcore; one per multiply-add, the paper counts two); the floor's products
+are counted by torch's FlopCounterMode (forward, or forward+backward).
+Peak memory of one run above the inputs, per variant and mode (on CPU in a fresh process),
+after a warm-up run at 8x8 (libraries loaded). Not measured for cc_compile (it would compile in every
+process) nor for the floor (its buffers are preallocated).
+Time: median over --repeats interleaved rounds (at most 3 for variants slower than 1.5 s per
+run) after one warm-up round; the load average is printed before and after each setting.
 
 Usage:
   python tools/benchmark_attention.py                      # the README table (1 and 2 threads)
@@ -44,28 +42,27 @@ Usage:
 """
 import argparse
 import contextlib
-import json
-import os
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 from torch import nn
 
 import ccnet  # noqa: F401  (before detectron2, which ccnet.layers uses)
-from ccnet.layers import (
-    RCCA,
-    CrissCrossAttention,
-    NonLocalBlock,
-    criss_cross_attention,
-    FlopCountAnalysis,
-    non_local_attention,
-)
+from ccnet.layers import RCCA, CrissCrossAttention, NonLocalBlock, criss_cross_attention, non_local_attention
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attention_peers import GemmFloor, criss_cross_mmcv, criss_cross_straightforward  # noqa: E402
+from attention_peers import GemmFloor, criss_cross_mmcv, criss_cross_straightforward
+from measure import (
+    add_device_argument,
+    add_json_argument,
+    add_repeats_argument,
+    add_threads_argument,
+    gemm_gflops,
+    gflops,
+    interleaved_medians,
+    load_average,
+    peak_memory_mb,
+    write_json,
+)
 
 VARIANTS = {
     "floor": "GEMM floor (the op's bmm calls, pre-packed)",
@@ -93,7 +90,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 # Agreement with cc_core, relative to max(1, max |reference|): the peers run their energies in
 # the autocast dtype (ours in float32), so under autocast a few units of its epsilon.
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-2, torch.bfloat16: 5e-2}
-HEAVY_S = 1.5  # keeps a default CPU run (where NL and the dense core take seconds) short
+SLOW_S = 1.5  # keeps a default CPU run (where NL and the dense core take seconds) short
 
 
 class _Functional(nn.Module):
@@ -209,11 +206,6 @@ class Case:
         return [out] + ([t.grad for t in self.inputs] if mode == "train" else [])
 
 
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def check_agreement(cases, mode):
     """Max relative difference of each core variant's result to cc_core's; raises above tol."""
     ref_case = cases.get("cc_core")
@@ -240,100 +232,34 @@ def check_agreement(cases, mode):
 
 
 def count_gflops(name, args):
-    """fvcore GFLOPs of one forward (floor: FlopCounterMode on its products), batch 1."""
+    """GFLOPs of one forward (the floor: of its products, per mode), batch ``args.batches[0]``."""
     if name == "floor":
-        from torch.utils.flop_counter import FlopCounterMode
-
         case = Case(name, args, batch=args.batches[0])
-        counts = {}
-        for mode in MODES:
-            with FlopCounterMode(display=False) as counter:
-                case.run(mode)
-            counts[mode] = counter.get_total_flops() / 2 / 1e9  # 2 per multiply-add
-        return counts
+        return {mode: gemm_gflops(lambda: case.run(mode)) for mode in MODES}
     case = Case("cc_core" if name == "cc_compile" else name, args, batch=args.batches[0])
-    with torch.no_grad():
-        analysis = FlopCountAnalysis(case.module, tuple(case.inputs))
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        total = analysis.total() / 1e9
-    return {"inference": total, "train": None}
+    return {"inference": gflops(case.module, tuple(case.inputs))[""], "train": None}
 
 
-def _proc_status_mb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def measure_memory_here(name, mode, args, batch, dtype):
-    """Peak memory (MB) of one run above what the inputs already hold."""
-    if args.device.startswith("cuda"):
-        case = Case(name, args, batch, dtype)
-        case.run(mode)  # warm-up (cuBLAS workspaces, ...)
-        for t in list(case.inputs) + list(case.module.parameters()):
-            t.grad = None
-        _sync(args.device)
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        case.run(mode)
-        _sync(args.device)
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    # CPU, in a fresh process: load the libraries with a tiny run, then measure one real run.
+def prepare_measured_run(name, mode, args, batch, dtype):
+    """For :func:`measure.peak_memory_mb`: a run of one variant whose inputs exist, after a
+    warm-up run at 8x8 (libraries loaded, kernels chosen)."""
     Case(name, args, batch, dtype, size=8).run(mode)
     case = Case(name, args, batch, dtype)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current resident set (Linux >= 4.0)
-    base = _proc_status_mb("VmRSS")
-    case.run(mode)
-    return _proc_status_mb("VmHWM") - base
+    return lambda: case.run(mode)
 
 
 def measure_memory(name, mode, args, batch, dtype):
+    """Peak memory (MB) of one run above what the inputs already hold (None: not measured)."""
     if name in ("floor", "cc_compile"):
         return None
-    if args.device.startswith("cuda"):
-        return measure_memory_here(name, mode, args, batch, dtype)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    cmd = [
-        sys.executable, os.path.abspath(__file__), "--measure-memory", name, "--modes", mode,
-        "--size", str(args.size), "--channels", str(args.channels), "--batches", str(batch),
-        "--dtypes", dtype, "--device", args.device, "--threads", "1",
-    ]  # fmt: skip
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"memory measurement of {name} failed:\n{result.stderr}")
-    return float(result.stdout.strip().splitlines()[-1])
+    return peak_memory_mb(prepare_measured_run, name, mode, args, batch, dtype, device=args.device)
 
 
 def measure_times(cases, mode, args):
     """Median time (ms) per variant, variants interleaved round by round."""
-    repeats = {}
-    for name, case in cases.items():  # warm-up; slow variants get at most 3 repeats
-        _sync(args.device)
-        start = time.perf_counter()
-        case.run(mode)
-        _sync(args.device)
-        heavy = time.perf_counter() - start >= HEAVY_S
-        repeats[name] = min(args.repeats, 3) if heavy else args.repeats
-    times = {name: [] for name in cases}
-    for r in range(args.repeats):
-        for name in (n for n in cases if r < repeats[n]):
-            _sync(args.device)
-            start = time.perf_counter()
-            cases[name].run(mode)
-            _sync(args.device)
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def load_average():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "unknown"
+    runs = {name: (lambda case=case: case.run(mode)) for name, case in cases.items()}
+    seconds = interleaved_medians(runs, args.repeats, args.device, slow_s=SLOW_S)
+    return {name: 1000 * value for name, value in seconds.items()}
 
 
 def _list(text, cast=str):
@@ -347,19 +273,16 @@ def argument_parser():
     parser.add_argument("--size", type=int, default=97, help="feature height and width")
     parser.add_argument("--channels", type=int, default=512)
     parser.add_argument("--batches", type=lambda s: _list(s, int), default=[1], help="e.g. 1,2")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     parser.add_argument(
         "--dtypes", type=_list, default=["float32"], help="float32 and/or autocast float16,bfloat16"
     )
-    parser.add_argument("--repeats", type=int, default=9, help="timed rounds")
-    parser.add_argument(
-        "--threads", type=lambda s: _list(s, int), default=[1, 2], help="CPU threads, e.g. 1,2"
-    )
+    add_repeats_argument(parser, default=9)
+    add_threads_argument(parser, default=[1, 2], several=True)
     parser.add_argument("--modes", type=_list, default=list(MODES), help="train,inference")
     parser.add_argument("--variants", type=_list, default=list(VARIANTS), help="comma-separated")
-    parser.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
+    add_json_argument(parser)
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory measurement")
-    parser.add_argument("--measure-memory", metavar="VARIANT", help=argparse.SUPPRESS)
     return parser
 
 
@@ -506,20 +429,12 @@ def main(argv=None):
     unknown += [d for d in args.dtypes if d not in DTYPES]
     if unknown:
         parser.error(f"unknown variant, mode or dtype {unknown}; see --help")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda given but CUDA is not available")
-    if args.measure_memory:  # the fresh subprocess of measure_memory
-        torch.set_num_threads(args.threads[0])
-        print(measure_memory_here(args.measure_memory, args.modes[0], args, args.batches[0], args.dtypes[0]))
-        return None
     if "cc_core" not in args.variants or "floor" not in args.variants:
         parser.error("--variants must include floor and cc_core (the references of every ratio)")
     rows = run(args)
     print(markdown(rows, args))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"settings": vars(args), "rows": rows}, f, indent=2)
+        write_json(args.json, {"settings": vars(args), "rows": rows})
     return rows
 
 

@@ -9,9 +9,9 @@ Variants (each exported with ``ccnet.export``'s formulation, checked against eag
   ccnet_r2     the whole CCNet semantic model (Cityscapes R=2 config, ResNet-101 OS8),
                whole-image inference of an image of --image-size (feature S = size / 8)
 
-Time: median over --repeats runs, the eager and onnxruntime runs of a variant interleaved,
-after one warm-up each; both with --threads threads. The paper's setting is S = 97 (a 769x769
-crop at output stride 8).
+Time: median over --repeats rounds, the eager and onnxruntime runs of a variant interleaved,
+after one warm-up round (tools/measure.py); both with --threads threads. The paper's setting is
+S = 97 (a 769x769 crop at output stride 8).
 
 Usage:
   python tools/benchmark_export.py [--feature-size 97] [--image-size 769] [--threads 2]
@@ -19,11 +19,8 @@ Usage:
                                    [--json FILE]
 """
 import argparse
-import json
 import os
-import statistics
 import tempfile
-import time
 import warnings
 
 import numpy as np
@@ -36,6 +33,8 @@ from ccnet.export import export_verified, sample_inputs
 from ccnet.layers import ContextModule
 from detectron2.modeling import build_model
 
+from measure import add_json_argument, add_repeats_argument, add_threads_argument, interleaved_medians, write_json
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CCNET_CONFIG = os.path.join(REPO_ROOT, "configs/Cityscapes-SemanticSegmentation/rcca_r2_R_101_OS8_60k.yaml")
 VARIANTS = ("rcca_block", "nl_block", "ccnet_r2")
@@ -45,11 +44,11 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--feature-size", type=int, default=97, help="S of the (1, 2048, S, S) block input")
     parser.add_argument("--image-size", type=int, default=769, help="image side for ccnet_r2")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    add_threads_argument(parser, default=2)
+    add_repeats_argument(parser, default=5)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--config-overrides", nargs="*", default=[], help="extra KEY VALUE for the ccnet_r2 config")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_json_argument(parser)
     return parser
 
 
@@ -93,19 +92,6 @@ def _model_runners(args, folder: str):
     return (lambda: model(inputs)), (lambda: session.run(None, {"image": image.numpy()})), error
 
 
-def interleaved_medians(runs: dict, repeats: int) -> dict:
-    """Median seconds of each ``runs[name]()`` over ``repeats`` rounds, one call each per round."""
-    for run in runs.values():
-        run()  # warm-up
-    seconds = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
-
-
 def main(argv=None) -> list:
     args = argument_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -141,8 +127,7 @@ def main(argv=None) -> list:
             f"{r['onnxruntime_over_eager']:.2f} | {r['max_abs_diff']:.2g} |"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
     return rows
 
 

@@ -3,28 +3,20 @@
 
 All variants are built from the shipped COCO configs (random weights: the cost does not depend
 on them), fed the same synthetic batch (``--size`` x ``--size`` images with a few box/mask
-instances), and timed side by side: the steps of the variants are interleaved round by round,
-so machine load affects them alike, and the median step time is reported with its ratio to the
-baseline. Peak memory of one training step is measured separately for each variant:
+instances), and timed side by side: the steps of the variants are interleaved round by round
+(median of ``--repeats`` after a warm-up round), reported with their ratio to the baseline.
+Peak memory of one training step, above the memory in use before it, is measured in a fresh
+process per variant on a second step, so gradients and optimizer state are not counted. Both
+as tools/measure.py says.
 
-* CUDA: ``torch.cuda.max_memory_allocated`` during the step, above what was allocated before it;
-* CPU: the peak resident memory (VmHWM) of a fresh process during the step, above its resident
-  memory just before it; large blocks are mmap-allocated so that freed memory is not counted.
-
-Both are measured on a second step, so gradients and optimizer state are not counted.
-
-Prints a Markdown table; ``--json`` also writes the numbers as JSON. Examples::
+Prints a Markdown table; ``--json FILE`` also writes the numbers as JSON. Examples::
 
     python tools/benchmark_model.py                          # CPU, 512-px images
-    python tools/benchmark_model.py --device cuda --rounds 20 --json bench.json
+    python tools/benchmark_model.py --device cuda --repeats 20 --json bench.json
 """
 import argparse
-import json
-import multiprocessing
 import os
-import statistics
 import sys
-import time
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import torch
@@ -32,6 +24,16 @@ from ccnet.engine.cli import build_config
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
+
+from measure import (
+    add_device_argument,
+    add_json_argument,
+    add_repeats_argument,
+    add_threads_argument,
+    interleaved_medians,
+    peak_memory_mb,
+    write_json,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "COCO-InstanceSegmentation")
@@ -45,12 +47,13 @@ VARIANTS = {
 
 def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_device_argument(parser)
     parser.add_argument("--size", type=int, default=512, help="image height and width, pixels")
     parser.add_argument("--images-per-batch", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="timed steps per variant (after 1 warm-up step)")
+    add_repeats_argument(parser, default=3)
+    add_threads_argument(parser)
     parser.add_argument("--instances", type=int, default=5, help="ground-truth instances per image")
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    add_json_argument(parser)
     return parser
 
 
@@ -92,93 +95,36 @@ def train_step(model, optimizer, batch) -> None:
     optimizer.step()
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_variants(args) -> dict:
-    """Median seconds per training step of each variant, steps interleaved round by round."""
+    """Median seconds per training step of each variant, steps interleaved round by round
+    (every variant's step of a round draws the same proposal samples)."""
     models = {name: build_variant(config, args.device) for name, config in VARIANTS.items()}
     batch = synthetic_batch(args.size, args.images_per_batch, args.instances, args.device)
-    times = {name: [] for name in models}
-    for round_index in range(args.rounds + 1):
-        for name, (model, optimizer) in models.items():
-            torch.manual_seed(round_index)  # same proposal sampling in every variant
-            synchronize(args.device)
-            start = time.perf_counter()
-            train_step(model, optimizer, batch)
-            synchronize(args.device)
-            if round_index > 0:  # round 0 warms up
-                times[name].append(time.perf_counter() - start)
-        print(f"  round {round_index}/{args.rounds} done", file=sys.stderr, flush=True)
-    return {name: statistics.median(values) for name, values in times.items()}
+    steps = {name: (lambda m=model, o=optimizer: train_step(m, o, batch)) for name, (model, optimizer) in models.items()}
+    return interleaved_medians(steps, args.repeats, args.device, progress=True)
 
 
-def _memory_status_mb(field: str) -> float:
-    """A field of /proc/self/status in MB: VmRSS (resident now) or VmHWM (peak resident)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def step_peak_memory_mb(config_name: str, args) -> float:
-    """Peak memory of a training step above the memory in use before it (MB), after one
-    warm-up step (gradients and optimizer state exist from then on)."""
+def prepare_step(config_name: str, args):
+    """For :func:`measure.peak_memory_mb`: a training step of the variant after one warm-up
+    step (gradients and optimizer state exist from then on)."""
     model, optimizer = build_variant(config_name, args.device)
     batch = synthetic_batch(args.size, args.images_per_batch, args.instances, args.device)
     torch.manual_seed(0)
     train_step(model, optimizer, batch)
     torch.manual_seed(0)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        train_step(model, optimizer, batch)
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current resident size (Linux)
-    before = _memory_status_mb("VmRSS")
-    train_step(model, optimizer, batch)
-    return _memory_status_mb("VmHWM") - before
-
-
-def _memory_worker(config_name, args, queue) -> None:
-    torch.set_num_threads(1)  # memory does not depend on threads; leave the cores to the others
-    queue.put(step_peak_memory_mb(config_name, args))
+    return lambda: train_step(model, optimizer, batch)
 
 
 def measure_memory(args) -> dict:
-    """Each variant in a fresh process, so peaks and cached memory do not carry over. On CPU
-    the children allocate blocks of 64 kB and more with mmap, so freed memory leaves the
-    resident set at once instead of hiding the next step's peak in the allocator's cache."""
-    context = multiprocessing.get_context("spawn")
-    results = {}
-    environment = dict(os.environ)
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # glibc; read by the children at start-up
-    try:
-        for name, config in VARIANTS.items():
-            queue = context.Queue()
-            process = context.Process(target=_memory_worker, args=(config, args, queue))
-            process.start()
-            results[name] = queue.get()
-            process.join()
-            if process.exitcode != 0:
-                raise RuntimeError(f"memory measurement of {name} failed (exit code {process.exitcode})")
-    finally:
-        os.environ.clear()
-        os.environ.update(environment)
-    return results
+    """Peak memory (MB) of a training step of each variant (on CPU each in a fresh process)."""
+    return {name: peak_memory_mb(prepare_step, config, args, device=args.device) for name, config in VARIANTS.items()}
 
 
 def markdown_table(step_seconds: dict, memory_mb: dict, args) -> str:
     baseline_time, baseline_memory = step_seconds["baseline"], memory_mb["baseline"]
     lines = [
         f"Mask R-CNN R-50-FPN training step, {args.images_per_batch} x {args.size}x{args.size} image(s), "
-        f"{args.device}, median of {args.rounds} interleaved steps",
+        f"{args.device}, median of {args.repeats} interleaved steps",
         "",
         "| model | step time (s) | vs baseline | step peak memory (MB) | vs baseline |",
         "|---|---|---|---|---|",
@@ -193,6 +139,8 @@ def markdown_table(step_seconds: dict, memory_mb: dict, args) -> str:
 
 def main(argv=None) -> dict:
     args = argument_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"Timing {len(VARIANTS)} variants side by side on {args.device} ...", file=sys.stderr, flush=True)
     step_seconds = time_variants(args)
     print("Measuring peak memory (one process per variant) ...", file=sys.stderr, flush=True)
@@ -213,8 +161,7 @@ def main(argv=None) -> dict:
         },
     }
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
     return results
 
 

@@ -7,33 +7,40 @@ The models are the Cityscapes configs (``configs/Cityscapes-SemanticSegmentation
 weights (cost does not depend on them), a dilated ResNet of ``--depth`` (50 by default) at
 output stride 8, BN instead of SyncBN (one process), on ``--images`` random ``--size`` x
 ``--size`` crops with random labels. Measured in one run, variants interleaved round by round
-(median of ``--rounds`` after one warm-up):
+(median of ``--repeats`` after one warm-up round), as tools/measure.py says:
 
 * train step: forward with the losses, backward (no optimizer step);
 * inference: the network on the whole normalised image (``predict_whole_image``), no grad;
 * attention: the context block's attention alone (``context.attend``: RCCA's recurrent
   criss-cross attention, NL's non-local block) on the reduced backbone feature, forward +
   backward and forward without grad; its share is its time over the model's;
-* GFLOPs (fvcore, 1 per multiply-add) of one inference, model and attention, and the peak
-  memory of a training step and of the attention's forward+backward (the profiler's record of
-  allocations, above what existed before): :mod:`ccnet.utils.benchmark`.
+* GFLOPs of one inference, model and attention, and the peak memory of a training step and of
+  the attention's forward+backward, each after one warm-up run (on CPU in a fresh process).
 
 Usage:
-  python tools/benchmark_semantic_model.py [--size 769] [--depth 50] [--rounds 2] [--json FILE]
+  python tools/benchmark_semantic_model.py [--size 769] [--depth 50] [--repeats 2] [--threads N] [--json FILE]
 """
 import argparse
-import json
 import os
-import statistics
 import sys
-import time
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import torch
 from ccnet.engine.cli import build_config
-from ccnet.utils.benchmark import _WholeImagePredictor, module_gflops, peak_memory_mb
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
+
+from measure import (
+    add_device_argument,
+    add_json_argument,
+    add_repeats_argument,
+    add_threads_argument,
+    interleaved_medians,
+    load_average,
+    peak_memory_mb,
+    write_json,
+)
+from segmentor_costs import segmentor_gflops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Cityscapes-SemanticSegmentation")
@@ -49,10 +56,11 @@ def argument_parser():
     parser.add_argument("--size", type=int, default=769, help="crop height and width, pixels")
     parser.add_argument("--depth", type=int, default=50, choices=[50, 101])
     parser.add_argument("--images", type=int, default=1, help="images per training step")
-    parser.add_argument("--rounds", type=int, default=2, help="timed rounds after one warm-up")
-    parser.add_argument("--device", default="cpu")
+    add_repeats_argument(parser, default=2)
+    add_threads_argument(parser)
+    add_device_argument(parser)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--json", metavar="FILE", help="also write every number to FILE")
+    add_json_argument(parser)
     return parser
 
 
@@ -115,33 +123,27 @@ class Variant:
 RUNS = ("train_step", "inference", "attention_train", "attention_inference")
 
 
-def _sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def prepare_run(name, run, args):
+    """For :func:`measure.peak_memory_mb`: ``run`` of a fresh :class:`Variant` after one
+    warm-up call."""
+    variant = Variant(name, args)
+    getattr(variant, run)()
+    return getattr(variant, run)
 
 
 def measure(args):
     variants = {name: Variant(name, args) for name in args.variants}
-    times = {(name, run): [] for name in variants for run in RUNS}
-    for round_index in range(args.rounds + 1):  # round 0 warms up
-        for name, variant in variants.items():
-            for run in RUNS:
-                if run.startswith("attention") and not variant.has_attention:
-                    continue
-                torch.manual_seed(round_index)
-                _sync(args.device)
-                start = time.perf_counter()
-                getattr(variant, run)()
-                _sync(args.device)
-                if round_index:
-                    times[name, run].append(time.perf_counter() - start)
-        print(f"  round {round_index}/{args.rounds} done", file=sys.stderr, flush=True)
+    runs = {
+        (name, run): getattr(variant, run)
+        for name, variant in variants.items()
+        for run in RUNS
+        if variant.has_attention or not run.startswith("attention")
+    }
+    seconds = interleaved_medians(runs, args.repeats, args.device, progress=True)
     results = {}
     for name, variant in variants.items():
-        t = {run: statistics.median(times[name, run]) if times[name, run] else 0.0 for run in RUNS}
-        variant.model.eval()
-        flops = module_gflops(_WholeImagePredictor(variant.model), (variant.image,))
-        attention_flops = flops.get("model.sem_seg_head.context.attention", 0.0)
+        t = {run: seconds.get((name, run), 0.0) for run in RUNS}
+        flops = segmentor_gflops(variant.model, variant.image)
         results[name] = {
             "name": VARIANTS[name][0],
             "config": os.path.join("configs", "Cityscapes-SemanticSegmentation", VARIANTS[name][1]),
@@ -152,9 +154,11 @@ def measure(args):
             "attention_share_train": t["attention_train"] / t["train_step"],
             "attention_share_inference": t["attention_inference"] / t["inference"],
             "gflops_model": flops[""],
-            "gflops_attention": attention_flops,
-            "peak_memory_mb_train_step": peak_memory_mb(variant.train_step),
-            "peak_memory_mb_attention": peak_memory_mb(variant.attention_train) if variant.has_attention else 0.0,
+            "gflops_attention": flops.get("sem_seg_head.context.attention", 0.0),
+            "peak_memory_mb_train_step": peak_memory_mb(prepare_run, name, "train_step", args, device=args.device),
+            "peak_memory_mb_attention": (
+                peak_memory_mb(prepare_run, name, "attention_train", args, device=args.device) if variant.has_attention else 0.0
+            ),
             "feature_size": list(variant.feature.shape[1:]),
         }
         print(f"  {name} measured", file=sys.stderr, flush=True)
@@ -164,7 +168,7 @@ def measure(args):
 def markdown(results, args, load):
     lines = [
         f"CCNet semantic model, dilated R-{args.depth} OS8, {args.images} x {args.size}x{args.size} crop(s), "
-        f"{args.device} ({torch.get_num_threads()} threads), median of {args.rounds} interleaved rounds; "
+        f"{args.device} ({torch.get_num_threads()} threads), median of {args.repeats} interleaved rounds; "
         f"load average {load[0]} at the start, {load[1]} at the end\n",
         "| model | GFLOPs model | GFLOPs attention | train step s | attention share | "
         "inference s | attention share | train peak MB | attention peak MB |",
@@ -187,21 +191,16 @@ def markdown(results, args, load):
     return "\n".join(lines)
 
 
-def _load():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
 def main(argv=None):
     args = argument_parser().parse_args(argv)
-    load = [_load()]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load = [load_average()]
     results = measure(args)
-    load.append(_load())
+    load.append(load_average())
     print(markdown(results, args, load))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"settings": vars(args), "load_average": load, "variants": results}, f, indent=2)
+        write_json(args.json, {"settings": vars(args), "load_average": load, "variants": results})
     return results
 
 

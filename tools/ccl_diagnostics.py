@@ -23,7 +23,6 @@ with ``--json``, writes them. Examples::
         --opts MODEL.CCNET.CCL_ALPHA 0.0 MODEL.CCNET.CCL_BETA 0.0 MODEL.CCNET.CCL_GAMMA 0.0
 """
 import argparse
-import json
 import os
 import sys
 
@@ -38,6 +37,8 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from torch.nn import functional as F
 
+from measure import add_json_argument, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TERMS = ("variance", "distance", "regularisation")
 
@@ -47,7 +48,7 @@ def argument_parser():
     parser.add_argument("--config-file", default=os.path.join(ROOT, "configs", "Synthetic-LongRange", "rcca_r2_ccl.yaml"))
     parser.add_argument("--iters", type=int, default=300, help="training iterations")
     parser.add_argument("--period", type=int, default=25, help="iterations between measurements")
-    parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    add_json_argument(parser)
     parser.add_argument("--opts", default=[], nargs=argparse.REMAINDER, help="config overrides")
     return parser
 
@@ -149,9 +150,7 @@ def main(argv=None):
             optimizer.step()
             scheduler.step()
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"config": args.config_file, "opts": args.opts, "rows": rows}, f, indent=2)
+        write_json(args.json, {"config": args.config_file, "opts": args.opts, "rows": rows})
     return rows
 
 

@@ -10,17 +10,16 @@ accuracy as mean ± standard deviation over the seeds (the per-seed mIoU in its 
   cue-dependent object classes, and the pixel accuracy on objects, overall and split into
   objects *aligned* with their cue (it shares their rows or columns: one criss-cross pass
   reaches it) and *off-axis* ones (two passes needed). Chance on objects is 1/3;
-* GFLOPs (fvcore, 1 multiply-add = 1 FLOP) of one 128x128 image, for the context block
-  (reduce conv + attention + project conv), for the attention alone (the only part that
-  differs) and for the whole model;
+* GFLOPs of one 128x128 image, for the context block (reduce conv + attention + project conv),
+  for the attention alone (the only part that differs) and for the whole model;
 * peak memory of one training step (a batch of SOLVER.IMS_PER_BATCH images) of the whole
-  model, and of the attention alone at that batch and feature size: the profiler's record of
-  allocations, above what existed before the step;
+  model, and of the attention alone (forward + backward) at that batch and feature size;
 * the wall time of each ``train_net.py`` run (training + evaluation; load-dependent).
 
-The costs do not depend on the seed and are measured once per variant.
+The costs do not depend on the seed and are measured once per variant, as tools/measure.py
+says (tools/segmentor_costs.py).
 Prints a Markdown table; ``--json FILE`` also writes every number, per seed and aggregated
-(``ccnet.utils.benchmark.run_variants_and_report``). Examples::
+(tools/variant_runs.py). Examples::
 
     python tools/context_benchmark.py                          # ~30 min on 2 idle CPU cores (estimate)
     python tools/context_benchmark.py --json output/context_benchmark/results.json
@@ -33,19 +32,20 @@ from collections import OrderedDict
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import numpy as np
-from ccnet.utils.benchmark import (
+from detectron2.data import MetadataCatalog
+
+from segmentor_costs import segmentor_costs
+from variant_runs import (
     describe_config,
     format_mean_std,
     format_per_seed,
     predicted_label_maps,
     run_variants_and_report,
-    segmentor_costs,
     sem_seg_predictions_file,
     train_variant,
     variant_config,
     variants_argument_parser,
 )
-from detectron2.data import MetadataCatalog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-LongRange")

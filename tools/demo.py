@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import tqdm
 from ccnet.engine.cli import build_config
-from ccnet.utils.clip_predictor import ClipPredictor, is_clip_model
+from ccnet.inference import ClipPredictor, is_clip_model
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor

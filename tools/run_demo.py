@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from ccnet.utils.files import datasets_root
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/Quickstart/mask_rcnn_rcca_shapes.yaml"
 OUTPUT_DIR = "output/demo"
@@ -51,7 +53,7 @@ def final_metrics(output_dir: str) -> dict:
 
 def main(overrides, config=CONFIG, output_dir=OUTPUT_DIR) -> int:
     start = time.perf_counter()
-    datasets = os.environ.get("DETECTRON2_DATASETS", "datasets")
+    datasets = datasets_root()
     print(f"[1/3] Synthetic shapes dataset under {datasets}/shapes_instances (generated on first use)", flush=True)
     run([sys.executable, "-c", "import ccnet; from detectron2.data import DatasetCatalog; "
          "[DatasetCatalog.get(f'shapes_instances_{s}') for s in ('train', 'val')]"])

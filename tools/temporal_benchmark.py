@@ -10,17 +10,17 @@ table, every accuracy as mean ± standard deviation over the seeds (per-seed val
   ``metrics.json``), and, from the same evaluation's predictions, the pixel accuracy on the
   squares, whose class only a frame other than the annotated one shows (chance: 50%), and on
   the discs, whose class every frame shows;
-* GFLOPs (fvcore, 1 multiply-add = 1 FLOP) of predicting one annotated frame from its clip:
-  the context block (reduce conv + attention + project conv), the attention alone, and the
-  whole model (the backbone runs on all T frames);
+* GFLOPs of predicting one annotated frame from its clip: the context block (reduce conv +
+  attention + project conv), the attention alone, and the whole model (the backbone runs on
+  all T frames);
 * peak memory of one training step (a batch of SOLVER.IMS_PER_BATCH clips) of the whole
-  model, and of the attention alone at that batch and feature size: the profiler's record of
-  allocations above what existed before (``ccnet.utils.benchmark.peak_memory_mb``);
+  model, and of the attention alone (forward + backward) at that batch and feature size;
 * the wall time of each ``train_net.py`` run (training + evaluation; load-dependent).
 
-The costs do not depend on the seed and are measured once per variant.
+The costs do not depend on the seed and are measured once per variant, as tools/measure.py
+says (tools/segmentor_costs.py).
 Prints a Markdown table; ``--json FILE`` also writes every number, per seed and aggregated
-(``ccnet.utils.benchmark.run_variants_and_report``). Examples::
+(tools/variant_runs.py). Examples::
 
     python tools/temporal_benchmark.py                          # ~6 min on 2 idle CPU cores (estimate)
     python tools/temporal_benchmark.py --json output/temporal_benchmark/results.json
@@ -33,20 +33,20 @@ from collections import OrderedDict
 
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import cv2
-from ccnet.layers import frames_to_clips
-from ccnet.utils.benchmark import (
+from detectron2.data import MetadataCatalog
+
+from segmentor_costs import segmentor_costs
+from variant_runs import (
     describe_config,
     format_mean_std,
     format_per_seed,
     predicted_label_maps,
     run_variants_and_report,
-    segmentor_costs,
     sem_seg_predictions_file,
     train_variant,
     variant_config,
     variants_argument_parser,
 )
-from detectron2.data import MetadataCatalog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = os.path.join(ROOT, "configs", "Synthetic-Temporal")
@@ -87,7 +87,7 @@ def describe_variant(variant: str, args) -> dict:
     return {
         **describe_config(config_file, VARIANTS[variant], cfg, ROOT),
         "clip_length": cfg.INPUT.CLIP.LENGTH,
-        **segmentor_costs(cfg, attention_layout=lambda x: frames_to_clips(x, cfg.INPUT.CLIP.LENGTH)),
+        **segmentor_costs(cfg),
     }
 
 

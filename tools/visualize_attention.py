@@ -4,7 +4,7 @@
 The model (config + trained weights) runs on the image; the input of each pass of its RCCA
 attention is captured, each pass's dense attention matrix is computed from that input's query
 and key projections, and the passes are composed by matrix product
-(:mod:`ccnet.utils.attention_maps`). The PNG shows the image, the map of the first pass (R=1:
+(:mod:`ccnet.visualization`). The PNG shows the image, the map of the first pass (R=1:
 the pixel's row and column), the two passes composed (R=2: the whole image), and the
 prediction. Example::
 
@@ -22,7 +22,7 @@ import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers th
 import numpy as np
 import torch
 from ccnet.engine.cli import build_config
-from ccnet.utils.attention_maps import attention_maps, draw_attention_figure
+from ccnet.visualization import attention_maps, draw_attention_figure
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils

@@ -10,6 +10,7 @@ from ccnet.data import build_dataset_mapper
 from ccnet.data.datasets.lip import CLASSES, FLIP_CLASS_MAP, register_lip
 from ccnet.data.sem_seg_mapper import SemSegDatasetMapper
 from ccnet.engine.cli import build_config
+from ccnet.utils.files import datasets_root
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from tests.conftest import REPO_ROOT
@@ -32,7 +33,7 @@ def fake_lip(tmp_path):
 
 
 def test_lip_is_registered_under_detectron2_datasets():
-    root = os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "LIP")
+    root = os.path.join(datasets_root(), "LIP")
     for split, folder in (("train", "train_segmentations"), ("val", "val_segmentations")):
         metadata = MetadataCatalog.get(f"lip_sem_seg_{split}")
         assert metadata.sem_seg_root == os.path.join(root, "TrainVal_parsing_annotations", folder)

@@ -15,7 +15,8 @@ from detectron2.data.datasets import load_sem_seg
 from detectron2.data.datasets.cityscapes import load_cityscapes_semantic
 from tests.conftest import REPO_ROOT
 
-BUILTIN_ROOT = os.getenv("DETECTRON2_DATASETS", "datasets")  # where Detectron2 registered its datasets
+# Where Detectron2 registered its builtin datasets: it reads the variable as it is (no "~" expanded).
+BUILTIN_ROOT = os.getenv("DETECTRON2_DATASETS", "datasets")
 
 
 def load_prepare_script(name):

@@ -2,10 +2,13 @@
 import os
 
 import numpy as np
+import pytest
 import torch
+from detectron2.modeling import META_ARCH_REGISTRY
 
 from ccnet.engine.cli import build_config
-from ccnet.utils.clip_predictor import ClipPredictor, is_clip_model
+from ccnet.inference import ClipPredictor, is_clip_model
+from ccnet.modeling.meta_arch import CCNetVideoSegmentor
 from tests.conftest import REPO_ROOT
 
 
@@ -40,6 +43,31 @@ def test_every_frame_is_predicted_from_its_clip_with_edge_frames_repeated():
         [0, 2, 4, 5, 5],
         [1, 3, 5, 5, 5],
     ]
+
+
+def _with_meta_architecture(cfg, name):
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.META_ARCHITECTURE = name
+    return cfg
+
+
+def test_clip_models_are_the_video_segmentor_and_its_subclasses():
+    video = build_config(f"{REPO_ROOT}/configs/Synthetic-Temporal/ccnet_t5.yaml", [])
+    semantic = build_config(f"{REPO_ROOT}/configs/Synthetic-LongRange/rcca_r2.yaml", [])
+    instance = build_config(f"{REPO_ROOT}/configs/Quickstart/mask_rcnn_rcca_shapes.yaml", [])
+    assert is_clip_model(video) and not is_clip_model(semantic) and not is_clip_model(instance)
+
+    class RenamedVideoSegmentor(CCNetVideoSegmentor):
+        pass
+
+    META_ARCH_REGISTRY.register(RenamedVideoSegmentor)
+    try:
+        assert is_clip_model(_with_meta_architecture(semantic, "RenamedVideoSegmentor"))
+    finally:
+        META_ARCH_REGISTRY._obj_map.pop("RenamedVideoSegmentor")
+    with pytest.raises(KeyError, match="NoSuchSegmentor"):
+        is_clip_model(_with_meta_architecture(semantic, "NoSuchSegmentor"))
 
 
 def _load_demo():

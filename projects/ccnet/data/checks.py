@@ -16,6 +16,7 @@ from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import detection_utils as utils
 
+from ..utils.files import datasets_root
 from .sem_seg_mapper import check_sem_seg
 
 __all__ = [
@@ -78,7 +79,7 @@ def verify_dataset_files(dataset_name: str) -> None:
     for key in _PATH_KEYS:
         path = metadata.get(key, None)
         if path and not os.path.exists(path):
-            root = os.environ.get("DETECTRON2_DATASETS", "datasets")
+            root = datasets_root()
             raise FileNotFoundError(
                 f"Dataset '{dataset_name}': {key} '{path}' does not exist "
                 f"(DETECTRON2_DATASETS={root!r}). To get it: {_prepare_hint(dataset_name, metadata)}."

@@ -13,17 +13,16 @@ Augmentations, label checks and class swaps on mirroring are those of the single
 ``SemSegDatasetMapper`` (:mod:`ccnet.data.sem_seg_mapper`) for the same config.
 """
 import copy
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List
 
 import numpy as np
 import torch
 
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
-from detectron2.data import transforms as T
 
 from .mappers import MAPPER_REGISTRY
-from .sem_seg_mapper import SemSegDatasetMapper, read_sem_seg, swap_mirrored_classes
+from .sem_seg_mapper import SemSegDatasetMapper, image_tensor
 
 __all__ = ["VideoClipDatasetMapper", "clip_frame_numbers", "clip_frame_files"]
 
@@ -69,40 +68,19 @@ class VideoClipDatasetMapper(SemSegDatasetMapper):
     """
 
     @configurable
-    def __init__(
-        self,
-        is_train: bool = True,
-        *,
-        augmentations: List[T.Augmentation],
-        image_format: str,
-        clip_length: int,
-        frame_stride: int = 1,
-        num_classes: int,
-        ignore_label: int = 255,
-        flip_class_map: Optional[Sequence[int]] = None,
-    ):
+    def __init__(self, is_train: bool = True, *, clip_length: int, frame_stride: int = 1, **frame_mapper_args):
         """
         Args:
-            is_train: kept for the mapper interface (train and test differ by ``augmentations``).
-            augmentations: applied to the annotated frame, then replayed on the others.
-            image_format: the format of ``detection_utils.read_image``.
             clip_length: T, odd.
             frame_stride: source-video frames between consecutive clip frames.
-            num_classes, ignore_label: the values a label map may hold (see ``read_sem_seg``).
-            flip_class_map: class id -> its id in a mirrored image; None when mirroring changes no class.
+            is_train, frame_mapper_args: those of :class:`SemSegDatasetMapper` (``augmentations``
+                are drawn on the annotated frame, then replayed on the others).
         """
         if clip_length < 1 or clip_length % 2 == 0:
             raise ValueError(f"INPUT.CLIP.LENGTH must be odd and positive (annotated frame in the middle), got {clip_length}")
         if frame_stride < 1:
             raise ValueError(f"INPUT.CLIP.FRAME_STRIDE must be >= 1, got {frame_stride}")
-        super().__init__(
-            is_train,
-            augmentations=augmentations,
-            image_format=image_format,
-            num_classes=num_classes,
-            ignore_label=ignore_label,
-            flip_class_map=flip_class_map,
-        )
+        super().__init__(is_train, **frame_mapper_args)
         self.clip_length = clip_length
         self.frame_stride = frame_stride
 
@@ -133,22 +111,8 @@ class VideoClipDatasetMapper(SemSegDatasetMapper):
         files = clip_frame_files(dataset_dict, self.clip_length, self.frame_stride)
         frames = self._read_clip(dataset_dict, files)
         center = self.clip_length // 2
-        dataset_dict.setdefault("height", frames[center].shape[0])
-        dataset_dict.setdefault("width", frames[center].shape[1])
-
-        sem_seg = None
-        if "sem_seg_file_name" in dataset_dict:
-            label_file = dataset_dict.pop("sem_seg_file_name")
-            sem_seg = read_sem_seg(label_file, frames[center], self.num_classes, self.ignore_label)
-        aug_input = T.AugInput(frames[center], sem_seg=sem_seg)
-        transforms = self.augmentations(aug_input)
-        frames = [aug_input.image if t == center else transforms.apply_image(f) for t, f in enumerate(frames)]
-
-        dataset_dict["image"] = torch.stack(
-            [torch.as_tensor(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in frames]
-        )
-        if aug_input.sem_seg is not None:
-            sem_seg = swap_mirrored_classes(aug_input.sem_seg, transforms, self.flip_class_map)
-            dataset_dict["sem_seg"] = torch.as_tensor(sem_seg.astype("long"))
+        frames[center], transforms = self.augment(dataset_dict, frames[center])
+        frames = [f if t == center else transforms.apply_image(f) for t, f in enumerate(frames)]
+        dataset_dict["image"] = torch.stack([image_tensor(f) for f in frames])
         dataset_dict["clip_file_names"] = files
         return dataset_dict

@@ -30,8 +30,10 @@ __all__ = [
     "SemSegDatasetMapper",
     "build_sem_seg_augmentations",
     "check_sem_seg",
+    "image_tensor",
     "read_sem_seg",
     "swap_mirrored_classes",
+    "training_flip_class_map",
 ]
 
 
@@ -80,6 +82,22 @@ def read_sem_seg(file_name: str, image: np.ndarray, num_classes: int, ignore_lab
     return label
 
 
+def training_flip_class_map(cfg) -> Optional[Sequence[int]]:
+    """The ``flip_class_map`` metadata of the first training dataset (``DATASETS.TRAIN[0]``).
+
+    Class c of an image is class ``flip_class_map[c]`` of its mirror image (e.g. LIP's left and
+    right arm).  None when there is no training dataset or its metadata has no such map.
+    """
+    if not cfg.DATASETS.TRAIN:
+        return None
+    return MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("flip_class_map", None)
+
+
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """The (C, H, W) tensor of an (H, W, C) image array, same dtype (uint8 from ``read_image``)."""
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
 def swap_mirrored_classes(
     sem_seg: np.ndarray, transforms: T.TransformList, flip_class_map: Optional[Sequence[int]]
 ) -> np.ndarray:
@@ -123,30 +141,40 @@ class SemSegDatasetMapper:
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
-        flip_class_map = None
-        if cfg.DATASETS.TRAIN:
-            flip_class_map = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("flip_class_map", None)
         return {
             "is_train": is_train,
             "augmentations": build_sem_seg_augmentations(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             "ignore_label": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
-            "flip_class_map": flip_class_map,
+            "flip_class_map": training_flip_class_map(cfg),
         }
 
-    def __call__(self, dataset_dict: Dict) -> Dict:
-        dataset_dict = copy.deepcopy(dataset_dict)
-        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+    def augment(self, dataset_dict: Dict, image: np.ndarray) -> Tuple[np.ndarray, T.TransformList]:
+        """Augment ``image`` (H, W, C), the image of ``dataset_dict``, together with its label map.
+
+        Checks the image's size against the dict's ``height`` and ``width`` (sets them when
+        missing); reads and checks the label map (``sem_seg_file_name``, popped) when there is
+        one, and sets ``dataset_dict["sem_seg"]``: the augmented label, a long tensor (H', W'),
+        classes swapped after mirroring.
+
+        Returns:
+            The augmented image (H', W', C) and the transforms that made it.
+        """
         utils.check_image_size(dataset_dict, image)
         sem_seg = None
         if "sem_seg_file_name" in dataset_dict:
             sem_seg = read_sem_seg(dataset_dict.pop("sem_seg_file_name"), image, self.num_classes, self.ignore_label)
-
         aug_input = T.AugInput(image, sem_seg=sem_seg)
         transforms = self.augmentations(aug_input)
-        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(aug_input.image.transpose(2, 0, 1)))
         if aug_input.sem_seg is not None:
             sem_seg = swap_mirrored_classes(aug_input.sem_seg, transforms, self.flip_class_map)
             dataset_dict["sem_seg"] = torch.as_tensor(sem_seg.astype("long"))
+        return aug_input.image, transforms
+
+    def __call__(self, dataset_dict: Dict) -> Dict:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = utils.read_image(dataset_dict["file_name"], format=self.image_format)
+        image, _ = self.augment(dataset_dict, image)
+        dataset_dict["image"] = image_tensor(image)
         return dataset_dict

@@ -6,6 +6,7 @@ import torch
 
 from ..data import build_dataset_mapper
 from ..data.sem_seg_mapper import SemSegDatasetMapper
+from ..inference import is_clip_model
 
 __all__ = ["sample_inputs", "generated_image"]
 
@@ -48,7 +49,7 @@ def sample_inputs(
     Returns:
         ``[{"image": (3, H, W) float32}]``, or ``(T, 3, H, W)`` for a video model.
     """
-    clip_length = cfg.INPUT.CLIP.LENGTH if cfg.MODEL.META_ARCHITECTURE == "CCNetVideoSegmentor" else 0
+    clip_length = cfg.INPUT.CLIP.LENGTH if is_clip_model(cfg) else 0
     if image_files:
         if clip_length and len(image_files) not in (1, clip_length):
             raise ValueError(

@@ -20,6 +20,7 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from ...utils.files import datasets_root
 from .video import load_video_sem_seg
 
 __all__ = ["CLASSES", "COLORS", "SPLITS", "IGNORE_LABEL", "register_camvid"]
@@ -68,4 +69,4 @@ def register_camvid(root: str, prefix: str = "camvid") -> None:
         MetadataCatalog.get(name).set(sequence_root=sequence_root, **metadata)
 
 
-register_camvid(os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "camvid"))
+register_camvid(os.path.join(datasets_root(), "camvid"))

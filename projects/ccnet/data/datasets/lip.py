@@ -15,6 +15,8 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 
+from ...utils.files import datasets_root
+
 __all__ = ["CLASSES", "MIRRORED_CLASS_PAIRS", "FLIP_CLASS_MAP", "SPLITS", "IGNORE_LABEL", "register_lip"]
 
 CLASSES = (
@@ -64,4 +66,4 @@ def register_lip(root: str, prefix: str = "lip") -> None:
         )
 
 
-register_lip(os.path.join(os.getenv("DETECTRON2_DATASETS", "datasets"), "LIP"))
+register_lip(os.path.join(datasets_root(), "LIP"))

@@ -28,17 +28,18 @@ the cue tells the class.  Generated on first use under ``$DETECTRON2_DATASETS`` 
 and registered as ``long_range_sem_seg_{train,val}`` (``evaluator_type="sem_seg"``).  Each
 dataset dict also carries ``cue`` and ``objects`` (boxes ``[x0, y0, x1, y1)`` in pixels,
 ``category_id``, and ``aligned`` for objects).  Generation is deterministic (one seeded
-generator per image), takes a few seconds, and is skipped when the same spec is on disk.
+generator per image), takes a few seconds, and is skipped when the same spec is on disk
+(:mod:`ccnet.data.datasets.synthetic`).
 """
 import json
-import logging
 import os
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
-import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from ...utils.files import datasets_root
+from .synthetic import generate_if_changed, item_rng, register_generated, smooth_grey_background, split_files, write_png
 
 __all__ = [
     "CLASSES",
@@ -53,8 +54,6 @@ __all__ = [
     "load_long_range",
     "register_long_range",
 ]
-
-logger = logging.getLogger(__name__)
 
 CUE_COLOURS = ("red", "green", "blue")
 """Cue colour k (channel k of RGB is bright): the cue is class ``CUE_CLASSES[k]`` and every
@@ -167,13 +166,6 @@ def _layout(rng: np.random.Generator, spec: LongRangeSpec) -> Tuple[Box, List[Tu
             return cue, objects
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A dark, colourless, smoothly varying (size, size, 3) float background."""
-    coarse = rng.uniform(20, 80) + rng.uniform(-15, 15, size=(4, 4)).astype(np.float32)
-    field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-    return np.repeat(field[:, :, None], 3, axis=2)
-
-
 def draw_long_range_image(spec: LongRangeSpec, index: int):
     """Draw image ``index`` of a split.
 
@@ -182,11 +174,11 @@ def draw_long_range_image(spec: LongRangeSpec, index: int):
         label: (S, S) uint8 class ids.
         record: {"cue": {"bbox", "category_id"}, "objects": [{"bbox", "category_id", "aligned"}]}.
     """
-    rng = np.random.default_rng([spec.seed, index, spec.version])
+    rng = item_rng(spec, index)
     size = spec.image_size
     cue, objects = _layout(rng, spec)
     colour = int(rng.integers(len(CUE_COLOURS)))  # drawn after the layout: independent of it
-    image = _background(rng, size)
+    image = smooth_grey_background(rng, size, mean_range=(20, 80), contrast=15)
     label = np.zeros((size, size), np.uint8)
     for (x0, y0, x1, y1), _ in objects:
         image[y0:y1, x0:x1] = rng.uniform(150, 220)  # grey: looks the same in every class
@@ -208,19 +200,7 @@ def draw_long_range_image(spec: LongRangeSpec, index: int):
 
 def _split_paths(root: str, split: str) -> Tuple[str, str, str]:
     """(json file, image folder, label folder) of a split."""
-    base = os.path.join(root, "long_range")
-    return (
-        os.path.join(base, f"{split}.json"),
-        os.path.join(base, "images", split),
-        os.path.join(base, "labels", split),
-    )
-
-
-def _stored_spec(json_file: str) -> Optional[dict]:
-    if not os.path.isfile(json_file):
-        return None
-    with open(json_file) as f:
-        return json.load(f).get("spec")
+    return split_files(root, "long_range", split, ("images", "labels"))
 
 
 def generate_long_range(root: str, split: str, spec: Optional[LongRangeSpec] = None) -> str:
@@ -237,24 +217,21 @@ def generate_long_range(root: str, split: str, spec: Optional[LongRangeSpec] = N
     """
     spec = spec or SPLITS[split]
     json_file, image_dir, label_dir = _split_paths(root, split)
-    if _stored_spec(json_file) == asdict(spec):
-        return json_file
-    logger.info(f"Generating {spec.num_images} long-range context images in {image_dir} ...")
-    os.makedirs(image_dir, exist_ok=True)
-    os.makedirs(label_dir, exist_ok=True)
+    return generate_if_changed(
+        json_file, spec, lambda: _write_split(spec, image_dir, label_dir), folders=[image_dir, label_dir]
+    )
+
+
+def _write_split(spec: LongRangeSpec, image_dir: str, label_dir: str) -> dict:
+    """Write the images and label maps of a split; the content of its JSON file."""
     records = []
     for index in range(spec.num_images):
         image, label, record = draw_long_range_image(spec, index)
         file_name = f"{index:06d}.png"
-        for path, array in ((os.path.join(image_dir, file_name), image[:, :, ::-1]), (os.path.join(label_dir, file_name), label)):
-            if not cv2.imwrite(path, array):
-                raise OSError(f"could not write {path}")
+        write_png(os.path.join(image_dir, file_name), image)
+        write_png(os.path.join(label_dir, file_name), label)
         records.append({"file_name": file_name, **record})
-    tmp_file = f"{json_file}.{os.getpid()}.tmp"
-    with open(tmp_file, "w") as f:
-        json.dump({"spec": asdict(spec), "images": records}, f)
-    os.replace(tmp_file, json_file)
-    return json_file
+    return {"spec": asdict(spec), "images": records}
 
 
 def load_long_range(root: str, split: str, spec: Optional[LongRangeSpec] = None) -> List[Dict]:
@@ -287,8 +264,9 @@ def register_long_range(root: str) -> None:
     for split in SPLITS:
         name = f"long_range_sem_seg_{split}"
         _, image_dir, label_dir = _split_paths(root, split)
-        DatasetCatalog.register(name, lambda split=split: load_long_range(root, split))
-        MetadataCatalog.get(name).set(
+        register_generated(
+            name,
+            lambda split=split: load_long_range(root, split),
             stuff_classes=list(CLASSES),
             stuff_colors=[list(c) for c in STUFF_COLORS],
             cue_dependent_classes=list(CUE_DEPENDENT_CLASSES),
@@ -296,8 +274,7 @@ def register_long_range(root: str) -> None:
             evaluator_type="sem_seg",
             image_root=image_dir,
             sem_seg_root=label_dir,
-            generated_on_first_use=True,
         )
 
 
-register_long_range(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+register_long_range(datasets_root())

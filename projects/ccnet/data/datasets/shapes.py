@@ -18,10 +18,8 @@ order so later shapes occlude earlier ones; an annotation is the *visible* part 
 (its box is the box of that mask), and shapes that end up mostly hidden are dropped.
 Backgrounds mix a smooth random colour field with stripes and pixel noise.  Generation is
 deterministic (each image has its own seeded generator), takes a few seconds, and is
-skipped when the files of the same version already exist.
+skipped when the same spec is on disk (:mod:`ccnet.data.datasets.synthetic`).
 """
-import json
-import logging
 import os
 from dataclasses import asdict, dataclass
 
@@ -29,12 +27,12 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 import tqdm
-from detectron2.data import DatasetCatalog
-from detectron2.data.datasets import load_coco_json, register_coco_instances
+from detectron2.data.datasets import load_coco_json
+
+from ...utils.files import datasets_root
+from .synthetic import generate_if_changed, item_rng, register_generated, write_png
 
 __all__ = ["CLASSES", "ShapesSpec", "SPLITS", "generate_shapes", "register_shapes_instances"]
-
-logger = logging.getLogger(__name__)
 
 CLASSES = ("circle", "square", "triangle", "cross")
 """Category names; COCO category ids are 1..len(CLASSES) in this order."""
@@ -120,7 +118,7 @@ def _contrasting_colour(rng: np.random.Generator, background: np.ndarray, mask: 
 
 def _draw_image(spec: ShapesSpec, index: int):
     """Return (RGB uint8 image, [(category index, visible bool mask), ...]) for image ``index``."""
-    rng = np.random.default_rng([spec.seed, index, spec.version])
+    rng = item_rng(spec, index)
     image = _background(rng, spec.image_size)
     shapes = []  # [category index, visible mask, full area], in drawing order
     for _ in range(rng.integers(1, spec.max_shapes + 1)):
@@ -141,13 +139,6 @@ def _split_paths(root: str, split: str):
     return os.path.join(base, "annotations", f"instances_{split}.json"), os.path.join(base, split)
 
 
-def _is_generated(json_file: str, spec: ShapesSpec) -> bool:
-    if not os.path.isfile(json_file):
-        return False
-    with open(json_file) as f:
-        return json.load(f).get("info", {}).get("spec") == asdict(spec)
-
-
 def generate_shapes(root: str, split: str, spec: ShapesSpec = None) -> str:
     """Write the images and COCO JSON of ``split`` under ``root`` unless already there.
 
@@ -162,17 +153,18 @@ def generate_shapes(root: str, split: str, spec: ShapesSpec = None) -> str:
     """
     spec = spec or SPLITS[split]
     json_file, image_root = _split_paths(root, split)
-    if _is_generated(json_file, spec):
-        return json_file
-    logger.info(f"Generating {spec.num_images} synthetic shapes images in {image_root} ...")
-    os.makedirs(image_root, exist_ok=True)
-    os.makedirs(os.path.dirname(json_file), exist_ok=True)
+    return generate_if_changed(
+        json_file, spec, lambda: _write_split(spec, split, image_root), folders=[image_root], spec_key=("info", "spec")
+    )
+
+
+def _write_split(spec: ShapesSpec, split: str, image_root: str) -> dict:
+    """Write the images of a split; its COCO instances (the JSON file's content)."""
     images, annotations = [], []
     for index in tqdm.tqdm(range(spec.num_images), desc=f"generating shapes_instances/{split}", unit="image"):
         image, shapes = _draw_image(spec, index)
         file_name = f"{index:06d}.png"
-        if not cv2.imwrite(os.path.join(image_root, file_name), image[:, :, ::-1]):
-            raise OSError(f"could not write {os.path.join(image_root, file_name)}")
+        write_png(os.path.join(image_root, file_name), image)
         images.append({"id": index + 1, "file_name": file_name, "height": spec.image_size, "width": spec.image_size})
         for category, mask in shapes:
             rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
@@ -187,42 +179,32 @@ def generate_shapes(root: str, split: str, spec: ShapesSpec = None) -> str:
                     "iscrowd": 0,
                 }
             )
-    coco = {
+    return {
         "info": {"description": "ccnet synthetic shapes (instances)", "spec": asdict(spec)},
         "images": images,
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)],
     }
-    tmp_file = json_file + ".tmp"
-    with open(tmp_file, "w") as f:
-        json.dump(coco, f)
-    os.replace(tmp_file, json_file)
-    return json_file
 
 
 def register_shapes_instances(root: str) -> None:
-    """Register ``shapes_instances_{train,val}``; their files are generated when first loaded."""
+    """Register ``shapes_instances_{train,val}`` as COCO instances; their files are generated when first loaded."""
     for split in SPLITS:
         name = f"shapes_instances_{split}"
         json_file, image_root = _split_paths(root, split)
-        metadata = {
-            "thing_classes": list(CLASSES),
+        # The metadata register_coco_instances sets, with a loader that first writes the files.
+        register_generated(
+            name,
+            lambda split=split, name=name, image_root=image_root: load_coco_json(
+                generate_shapes(root, split), image_root, name
+            ),
+            json_file=json_file,
+            image_root=image_root,
+            evaluator_type="coco",
+            thing_classes=list(CLASSES),
             # COCOEvaluator maps contiguous ids back to these even before the loader ran.
-            "thing_dataset_id_to_contiguous_id": {i + 1: i for i in range(len(CLASSES))},
-            "generated_on_first_use": True,
-        }
-        register_coco_instances(name, metadata, json_file, image_root)
-        # Same loader as register_coco_instances', but the files are written first if missing.
-        DatasetCatalog.remove(name)
-        DatasetCatalog.register(name, _generating_loader(root, split, name))
+            thing_dataset_id_to_contiguous_id={i + 1: i for i in range(len(CLASSES))},
+        )
 
 
-def _generating_loader(root: str, split: str, name: str):
-    def load():
-        json_file = generate_shapes(root, split)
-        return load_coco_json(json_file, _split_paths(root, split)[1], name)
-
-    return load
-
-
-register_shapes_instances(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+register_shapes_instances(datasets_root())

@@ -25,19 +25,16 @@ but the cue tells a square's class.  Generated on first use under ``$DETECTRON2_
 
 and registered as ``temporal_video_{train,val}`` (``evaluator_type="sem_seg"``), read with
 the ``VideoClipDatasetMapper``.  Generation is deterministic (one seeded generator per clip),
-takes seconds, and is skipped when the same spec is on disk.
+takes seconds, and is skipped when the same spec is on disk (:mod:`ccnet.data.datasets.synthetic`).
 """
-import json
-import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
-import cv2
 import numpy as np
-from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from ...utils.files import datasets_root
+from .synthetic import generate_if_changed, item_rng, register_generated, smooth_grey_background, split_files, write_png
 from .video import load_video_sem_seg
 
 __all__ = [
@@ -50,8 +47,6 @@ __all__ = [
     "load_temporal",
     "register_temporal",
 ]
-
-logger = logging.getLogger(__name__)
 
 CLASSES = ("background", "red", "green")
 """Class names; a label map stores a class as its index here."""
@@ -97,13 +92,6 @@ SPLITS = {
 }
 
 
-def _background(rng: np.random.Generator, size: int, contrast: float) -> np.ndarray:
-    """A dark, colourless, smoothly varying (size, size, 3) float background."""
-    coarse = rng.uniform(20, 90) + rng.uniform(-contrast, contrast, size=(4, 4)).astype(np.float32)
-    field = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
-    return np.repeat(field[:, :, None], 3, axis=2)
-
-
 def _trajectory(rng: np.random.Generator, spec: TemporalSpec, side: int) -> np.ndarray:
     """(clip_length, 2) integer top-left (x, y) of an object drifting at constant speed, inside the frame."""
     velocity = rng.uniform(-spec.max_speed, spec.max_speed, size=2)
@@ -124,11 +112,11 @@ def draw_temporal_clip(spec: TemporalSpec, index: int) -> Tuple[List[np.ndarray]
         kinds: (S, S) uint8 index in :data:`KINDS` of each pixel of the annotated frame.
         record: {"cue_frame": int, "objects": [{"kind", "category_id"}] in drawing order}.
     """
-    rng = np.random.default_rng([spec.seed, index, spec.version])
+    rng = item_rng(spec, index)
     size, length = spec.image_size, spec.clip_length
     others = [t for t in range(length) if t != spec.annotated_frame]
     cue_frame = int(rng.choice(others))
-    background = _background(rng, size, spec.background_contrast)
+    background = smooth_grey_background(rng, size, mean_range=(20, 90), contrast=spec.background_contrast)
     frames = [background + rng.normal(0, spec.frame_noise, size=background.shape) for _ in range(length)]
     label = np.zeros((size, size), np.uint8)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -157,19 +145,9 @@ def draw_temporal_clip(spec: TemporalSpec, index: int) -> Tuple[List[np.ndarray]
 
 def _paths(root: str, split: str) -> Tuple[str, str, str, str, str]:
     """(json file, image folder, label folder, kind folder, sequence root) of a split."""
-    base = os.path.join(root, "temporal")
-    return (
-        os.path.join(base, f"{split}.json"),
-        os.path.join(base, "images", split),
-        os.path.join(base, "labels", split),
-        os.path.join(base, "kinds", split),
-        os.path.join(base, "sequences"),
+    return split_files(root, "temporal", split, ("images", "labels", "kinds")) + (
+        os.path.join(root, "temporal", "sequences"),
     )
-
-
-def _write(path: str, array: np.ndarray) -> None:
-    if not cv2.imwrite(path, array):
-        raise OSError(f"could not write {path}")
 
 
 def generate_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None) -> str:
@@ -186,14 +164,19 @@ def generate_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None
     """
     spec = spec or SPLITS[split]
     json_file, image_dir, label_dir, kind_dir, sequence_root = _paths(root, split)
-    if os.path.isfile(json_file):
-        with open(json_file) as f:
-            if json.load(f).get("spec") == asdict(spec):
-                return json_file
-    logger.info(f"Generating {spec.num_clips} temporal-context clips under {os.path.dirname(json_file)} ...")
-    for folder in (image_dir, label_dir, kind_dir):  # the annotated frames define the dataset: no stale ones
-        shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder)
+    return generate_if_changed(
+        json_file,
+        spec,
+        lambda: _write_split(spec, split, image_dir, label_dir, kind_dir, sequence_root),
+        folders=[image_dir, label_dir, kind_dir],
+        empty_folders=True,  # the loader lists the annotated frames it finds: no stale ones
+    )
+
+
+def _write_split(
+    spec: TemporalSpec, split: str, image_dir: str, label_dir: str, kind_dir: str, sequence_root: str
+) -> dict:
+    """Write the clips and the annotated frames, labels and kinds of a split; the content of its JSON file."""
     records = []
     for index in range(spec.num_clips):
         frames, label, kinds, record = draw_temporal_clip(spec, index)
@@ -201,17 +184,13 @@ def generate_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None
         clip_dir = os.path.join(sequence_root, clip)
         os.makedirs(clip_dir, exist_ok=True)
         for t, frame in enumerate(frames):
-            _write(os.path.join(clip_dir, f"{clip}_{t:06d}.png"), frame[:, :, ::-1])
+            write_png(os.path.join(clip_dir, f"{clip}_{t:06d}.png"), frame)
         annotated = f"{clip}_{spec.annotated_frame:06d}.png"
-        _write(os.path.join(image_dir, annotated), frames[spec.annotated_frame][:, :, ::-1])
-        _write(os.path.join(label_dir, annotated), label)
-        _write(os.path.join(kind_dir, annotated), kinds)
+        write_png(os.path.join(image_dir, annotated), frames[spec.annotated_frame])
+        write_png(os.path.join(label_dir, annotated), label)
+        write_png(os.path.join(kind_dir, annotated), kinds)
         records.append({"clip": clip, **record})
-    tmp_file = f"{json_file}.{os.getpid()}.tmp"
-    with open(tmp_file, "w") as f:
-        json.dump({"spec": asdict(spec), "clips": records}, f)
-    os.replace(tmp_file, json_file)
-    return json_file
+    return {"spec": asdict(spec), "clips": records}
 
 
 def load_temporal(root: str, split: str, spec: Optional[TemporalSpec] = None) -> List[Dict]:
@@ -230,8 +209,9 @@ def register_temporal(root: str) -> None:
     for split in SPLITS:
         name = f"temporal_video_{split}"
         _, image_dir, label_dir, _, sequence_root = _paths(root, split)
-        DatasetCatalog.register(name, lambda split=split: load_temporal(root, split))
-        MetadataCatalog.get(name).set(
+        register_generated(
+            name,
+            lambda split=split: load_temporal(root, split),
             stuff_classes=list(CLASSES),
             stuff_colors=[list(c) for c in STUFF_COLORS],
             object_kinds=list(KINDS),
@@ -240,8 +220,7 @@ def register_temporal(root: str) -> None:
             image_root=image_dir,
             sem_seg_root=label_dir,
             sequence_root=sequence_root,
-            generated_on_first_use=True,
         )
 
 
-register_temporal(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+register_temporal(datasets_root())

@@ -5,11 +5,11 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.modeling import META_ARCH_REGISTRY, SemanticSegmentor
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import ImageList
 
+from ...data.sem_seg_mapper import training_flip_class_map
 from .dense_inference import multi_scale_flip_logits, sliding_window_logits
 
 __all__ = ["CCNetSemanticSegmentor"]
@@ -72,16 +72,13 @@ class CCNetSemanticSegmentor(SemanticSegmentor):
                     )
                 window = tuple(cfg.INPUT.CROP.SIZE)
         augment = cfg.TEST.AUG.ENABLED
-        flip_class_map = None
-        if cfg.DATASETS.TRAIN:
-            flip_class_map = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("flip_class_map", None)
         ret.update(
             sliding_window=window,
             window_overlap=cfg.TEST.SLIDING_WINDOW.OVERLAP,
             test_short_edge_sizes=tuple(cfg.TEST.AUG.MIN_SIZES) if augment else (),
             test_max_size=cfg.TEST.AUG.MAX_SIZE,
             test_flip=augment and cfg.TEST.AUG.FLIP,
-            flip_class_map=flip_class_map,
+            flip_class_map=training_flip_class_map(cfg),
         )
         return ret
 

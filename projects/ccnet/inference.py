@@ -1,4 +1,4 @@
-"""Predict every frame of a video with a clip model (``CCNetVideoSegmentor``).
+"""Inference with clip models (``CCNetVideoSegmentor`` and its subclasses): predict every frame of a video.
 
 Frame i is predicted from the clip of T frames around it, ``INPUT.CLIP.FRAME_STRIDE`` apart,
 with the edge frame repeated at the start and end of the video: the clips the
@@ -11,16 +11,24 @@ import numpy as np
 import torch
 
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import META_ARCH_REGISTRY
 
-from ..data import build_dataset_mapper
-from ..data.clip_mapper import clip_frame_numbers
+from .data import build_dataset_mapper
+from .data.clip_mapper import clip_frame_numbers
+from .modeling.meta_arch import CCNetVideoSegmentor
 
 __all__ = ["ClipPredictor", "is_clip_model"]
 
 
 def is_clip_model(cfg) -> bool:
-    """Whether ``cfg``'s model takes clips (T, C, H, W) rather than images."""
-    return cfg.MODEL.META_ARCHITECTURE == "CCNetVideoSegmentor"
+    """Whether ``cfg``'s model takes clips (T, C, H, W) rather than images: whether its
+    ``MODEL.META_ARCHITECTURE`` is :class:`CCNetVideoSegmentor` or a subclass.
+
+    Raises:
+        KeyError: the meta-architecture is not registered in ``META_ARCH_REGISTRY``.
+    """
+    architecture = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    return isinstance(architecture, type) and issubclass(architecture, CCNetVideoSegmentor)
 
 
 class ClipPredictor(DefaultPredictor):

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ccnet.layers import RCCA, CrissCrossAttention
-from ccnet.utils.attention_maps import (
+from ccnet.visualization import (
     AttentionInputRecorder,
     attention_maps,
     compose_passes,

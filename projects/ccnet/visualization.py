@@ -1,4 +1,4 @@
-"""Attention maps of a trained RCCA module, as in the CCNet paper's figure.
+"""What a trained RCCA module attends to: attention maps, drawn as in the CCNet paper's figure.
 
 Pass r of the recurrent criss-cross attention mixes the values with a dense-equivalent
 matrix A_r (N, P, P), P = H*W, that is zero off each position's row and column.  The map of
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers import CrissCrossAttention, criss_cross_dense_matrix
+from .layers import CrissCrossAttention, criss_cross_dense_matrix
 
 __all__ = [
     "AttentionInputRecorder",
