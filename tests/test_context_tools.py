@@ -46,7 +46,7 @@ def _attention_gflops(config_file, positions, line_length):
     attention = build_model(cfg).sem_seg_head.context.attention
     c, qk = attention.in_channels, attention.qk_channels
     per_call = positions * (c * (2 * qk + c) + line_length * (qk + c))
-    return cfg.MODEL.CCNET.RECURRENCE * per_call / 1e9
+    return cfg.MODEL.CONTEXT.RECURRENCE * per_call / 1e9
 
 
 def test_context_benchmark_reports_mean_and_std_over_seeds_and_attention_cost(tmp_path):
@@ -151,7 +151,14 @@ def test_temporal_benchmark_reports_both_clip_lengths_with_one_seed(tmp_path):
         expected = _attention_gflops(config, t * h * w, t + h + w - 2)
         assert result["gflops_attention"] == pytest.approx(expected, rel=1e-9)  # integer counts / 1e9
     t1, t5 = results["ccnet_t1"], results["ccnet_t5"]
-    assert t5["gflops_model"] > 4 * t1["gflops_model"]  # the backbone runs on all 5 frames
+    # Outside the context module, the backbone runs on all 5 frames and the classifier on the
+    # annotated one only: T=5 costs 4 backbone passes (on one frame) more than T=1.
+    _, h, w = t1["feature_size"]
+    backbone = build_model(build_config(os.path.join(REPO_ROOT, "configs", "Synthetic-Temporal", "ccnet_t1.yaml"))).backbone
+    frame = torch.zeros(1, 3, h * backbone.output_shape()["res2"].stride, w * backbone.output_shape()["res2"].stride)
+    backbone_gflops = load_tool("measure").gflops(backbone.eval(), (frame,))[""]
+    outside = {t: r["gflops_model"] - r["gflops_context"] for t, r in ((1, t1), (5, t5))}
+    assert outside[5] - outside[1] == pytest.approx(4 * backbone_gflops, rel=1e-6)
 
 
 def test_seeds_argument():
@@ -212,7 +219,7 @@ def test_ccl_diagnostics_splits_the_ccl_gradient_into_its_terms():
     ]  # fmt: skip
     weights = {"variance": (2.0, 0.0, 0.0), "distance": (0.0, 3.0, 0.0), "regularisation": (0.0, 0.0, 0.5)}
     for term, (alpha, beta, gamma) in weights.items():
-        opts = ["MODEL.CCNET.GAMMA_INIT", "0.3", "MODEL.CCNET.DROPOUT", "0.0"]
+        opts = ["MODEL.CONTEXT.GAMMA_INIT", "0.3", "MODEL.CCNET.DROPOUT", "0.0"]
         opts += ["MODEL.CCNET.CCL_ALPHA", str(alpha), "MODEL.CCNET.CCL_BETA", str(beta), "MODEL.CCNET.CCL_GAMMA", str(gamma)]
         torch.manual_seed(0)
         model = build_model(build_config(config, opts))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ccnet.engine.cli import build_config
-from ccnet.layers import RCCA, CrissCrossAttention, NonLocalBlock
+from ccnet.layers import ContextModule, CrissCrossAttention, NonLocalBlock
 from ccnet.modeling.meta_arch import CCNetSemanticSegmentor
 from detectron2.modeling import build_model
 from detectron2.projects.deeplab import build_lr_scheduler
@@ -39,7 +39,7 @@ TINY_MODEL_OVERRIDES = [
     "MODEL.RESNETS.STEM_OUT_CHANNELS", "8",
     "MODEL.RESNETS.RES2_OUT_CHANNELS", "16",
     "MODEL.RESNETS.WIDTH_PER_GROUP", "4",
-    "MODEL.CCNET.INTER_CHANNELS", "8",
+    "MODEL.CONTEXT.REDUCTION", "16",  # res5: 128 -> 8 channels
     "MODEL.CCNET.AUX_CONVS_DIM", "8",
     "MODEL.SEM_SEG_HEAD.CONVS_DIM", "8",
     "INPUT.CROP.SIZE", "(33, 33)",
@@ -85,7 +85,7 @@ def test_cityscapes_configs_follow_the_public_training_settings():
         assert (cfg.MODEL.CCNET.OHEM_THRESHOLD, cfg.MODEL.CCNET.OHEM_MIN_KEPT) == (0.7, 100000)
         assert cfg.MODEL.CCNET.OHEM_REFERENCE_PIXELS == 769 * 769
         assert cfg.MODEL.CCNET.AUX_IN_FEATURE == "res4" and cfg.MODEL.CCNET.AUX_LOSS_WEIGHT == 0.4
-        assert cfg.MODEL.CCNET.INTER_CHANNELS == 512 and cfg.MODEL.CCNET.DROPOUT == 0.1
+        assert cfg.MODEL.CONTEXT.REDUCTION == 4 and cfg.MODEL.CCNET.DROPOUT == 0.1  # res5: 2048 -> 512
         assert cfg.TEST.SLIDING_WINDOW.ENABLED  # sliding 769x769 windows over 1024x2048
 
 
@@ -114,7 +114,7 @@ def test_config_builds_the_full_model(config):
     assert head.context.reduce.weight.shape[:2] == (512, 2048)
     context, recurrence, ccl = _expected_context(config)
     attention = {"RCCA": CrissCrossAttention, "NL": NonLocalBlock, "none": torch.nn.Identity}[context]
-    assert isinstance(head.context, RCCA) and isinstance(head.context.attention, attention)
+    assert isinstance(head.context, ContextModule) and isinstance(head.context.attention, attention)
     if recurrence is not None:
         assert head.context.recurrence == recurrence
     assert (head.ccl_loss is not None) == ccl

@@ -30,7 +30,7 @@ import torch
 import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 from ccnet.engine.cli import build_config
 from ccnet.export import export_verified, sample_inputs
-from ccnet.modeling.heads.context import build_context_module
+from ccnet.layers import ContextModule
 from detectron2.modeling import build_model
 
 from measure import add_json_argument, add_repeats_argument, add_threads_argument, interleaved_medians, write_json
@@ -70,7 +70,7 @@ def _onnx_session(path: str, threads: int):
 
 
 def _block_runners(kind: str, size: int, threads: int, folder: str):
-    module = _opened(build_context_module(kind, 2048, 512, recurrence=2, norm="BN"))
+    module = _opened(ContextModule(2048, 512, attention=kind, recurrence=2, norm="BN"))
     x = torch.randn(1, 2048, size, size)
     path = os.path.join(folder, f"{kind}.onnx")
     torch.onnx.export(module, (x,), path, dynamo=False, opset_version=17, input_names=["x"])

@@ -70,7 +70,7 @@ class Variant:
     def __init__(self, name, args):
         opts = [
             "MODEL.WEIGHTS", "", "MODEL.DEVICE", args.device, "MODEL.RESNETS.DEPTH", str(args.depth),
-            "MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN",
+            "MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN", "MODEL.CONTEXT.NORM", "BN",
         ]  # fmt: skip
         self.cfg = build_config(os.path.join(CONFIG_DIR, VARIANTS[name][1]), opts)
         torch.manual_seed(0)

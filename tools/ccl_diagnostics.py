@@ -112,8 +112,8 @@ def measure(model, batch) -> dict:
 def main(argv=None):
     args = argument_parser().parse_args(argv)
     cfg = build_config(args.config_file, args.opts + ["SOLVER.MAX_ITER", str(args.iters)])
-    if not cfg.MODEL.CCNET.CCL_ENABLED or cfg.MODEL.CCNET.CONTEXT != "RCCA":
-        raise SystemExit("ccl_diagnostics needs MODEL.CCNET.CCL_ENABLED True and MODEL.CCNET.CONTEXT RCCA")
+    if not cfg.MODEL.CCNET.CCL_ENABLED or cfg.MODEL.CONTEXT.NAME != "RCCA":
+        raise SystemExit("ccl_diagnostics needs MODEL.CCNET.CCL_ENABLED True and MODEL.CONTEXT.NAME RCCA")
     torch.manual_seed(cfg.SEED)
     model = build_model(cfg)
     model.train()

@@ -31,7 +31,7 @@ STAGE = os.path.join(ROOT, ".cache", "mutation")
 # group -> (modules to mutate, relative to src/; fast tests that exercise them)
 GROUPS = {
     "layers": (
-        ["ccnet/layers/criss_cross.py", "ccnet/layers/modules.py", "ccnet/layers/rcca.py", "ccnet/layers/projections.py"],
+        ["ccnet/layers/criss_cross.py", "ccnet/layers/modules.py", "ccnet/layers/context.py", "ccnet/layers/conv.py", "ccnet/layers/projections.py"],
         [
             "tests/layers/test_criss_cross.py",
             "tests/layers/test_modules.py",

@@ -9,7 +9,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 
 def add_ccnet_config(cfg: CN) -> None:
     """Add all CCNet keys to a Detectron2 config (in place). Safe to call twice."""
-    if "DATASET_MAPPER_NAME" in cfg.INPUT:  # added already: don't reset merged values
+    if "CCNET" in cfg.MODEL:  # added already (MODEL.CCNET is this project's): keep merged values
         return
     # SOLVER.POLY_LR_POWER / POLY_LR_CONSTANT_ENDING, MODEL.RESNETS.STEM_TYPE ("deeplab" = deep
     # stem), MODEL.RESNETS.RES5_MULTI_GRID, MODEL.SEM_SEG_HEAD.LOSS_TYPE, INPUT.CROP.SINGLE_CATEGORY_MAX_AREA.
@@ -17,9 +17,11 @@ def add_ccnet_config(cfg: CN) -> None:
     _add_input_config(cfg)
     _add_dataset_config(cfg)
     _add_video_config(cfg)
+    _add_context_config(cfg)
     _add_semantic_config(cfg)
     _add_instance_config(cfg)
     _add_solver_config(cfg)
+    _add_renamed_keys(cfg)
 
 
 def _add_input_config(cfg: CN) -> None:
@@ -64,15 +66,8 @@ def _add_semantic_config(cfg: CN) -> None:
     # CONVS_DIM (channels of the 3x3 conv after the concatenation), NORM, LOSS_WEIGHT} and
     # deeplab's MODEL.SEM_SEG_HEAD.LOSS_TYPE, extended here with "ohem":
     # "cross_entropy" | "ohem" | "hard_pixel_mining" (deeplab's top-20% loss).
+    # Its context module (between the backbone feature and the classifier) is MODEL.CONTEXT.
     cfg.MODEL.CCNET = CN()
-    # Context module between the backbone feature and the classifier: "RCCA" (recurrent
-    # criss-cross attention), "NL" (a non-local block in the same place) or "none" (the same
-    # reduce/project convolutions without attention: a plain FCN).
-    cfg.MODEL.CCNET.CONTEXT = "RCCA"
-    # R: how many times the shared criss-cross attention is applied (RCCA only).
-    cfg.MODEL.CCNET.RECURRENCE = 2
-    # Channels inside the context module (the paper: 2048 -> 512).
-    cfg.MODEL.CCNET.INTER_CHANNELS = 512
     # Dropout before each classifier (main and auxiliary).
     cfg.MODEL.CCNET.DROPOUT = 0.1
     # Backbone feature of the auxiliary FCN head (the paper: "res4"); "" = no auxiliary head.
@@ -101,10 +96,6 @@ def _add_semantic_config(cfg: CN) -> None:
     # Iterations over which the CCL weight ramps linearly from 0 to 1 (0: full weight from
     # the first iteration). A delayed start lets the attention open before CCL acts on it.
     cfg.MODEL.CCNET.CCL_WARMUP_ITERS = 0
-    # Value of the criss-cross attention's residual scale ``gamma`` at initialisation, in the
-    # head's context module (the paper's code: 0, the block starts as the identity and its
-    # query/key/value convs get no gradient until gamma moves).
-    cfg.MODEL.CCNET.GAMMA_INIT = 0.0
 
     # Inference of ccnet.modeling.meta_arch.CCNetSemanticSegmentor. Multi-scale + flip
     # test-time augmentation uses Detectron2's TEST.AUG.{ENABLED, MIN_SIZES (short-edge sizes),
@@ -118,22 +109,38 @@ def _add_semantic_config(cfg: CN) -> None:
     cfg.TEST.SLIDING_WINDOW.OVERLAP = 1.0 / 3.0
 
 
-def _add_instance_config(cfg: CN) -> None:
-    # Residual context blocks inside the backbone (ccnet.modeling.backbone: the
-    # build_context_resnet_backbone / build_context_resnet_fpn_backbone backbones), read by
-    # ccnet.modeling.backbone.context_block_builder. Every block starts as the identity.
+def _add_context_config(cfg: CN) -> None:
+    # The context module (ccnet.layers.ContextModule: 3x3 conv + norm + ReLU "reduce" ->
+    # attention -> 3x3 conv + norm + ReLU "project"), wherever it is: in the CCNet head
+    # (ccnet.modeling.heads.CCNetHead / CCNetVideoHead, between the backbone feature and the
+    # classifier) and in the residual blocks inserted into a pretrained backbone or FPN
+    # (ccnet.modeling.backbone; placed by MODEL.RESNETS.CONTEXT_STAGES / CONTEXT_BLOCKS and
+    # MODEL.FPN.CONTEXT_IN_FEATURES; every block starts as the identity).
     cfg.MODEL.CONTEXT = CN()
-    # Which block: "RCCA" (x + 1x1(RCCA(x)), RCCA = 3x3 reduce, criss-cross attention x R,
-    # 3x3 project) or "NL" (the embedded-Gaussian non-local block of Wang et al.).
+    # The attention, a name of ccnet.layers.ATTENTIONS: "RCCA" (recurrent criss-cross
+    # attention), "NL" (the embedded-Gaussian non-local block of Wang et al.) or "none" (the
+    # head only: the same convolutions without attention, a plain FCN). Over clips (the video
+    # head): "RCCA" or "none". In a backbone / FPN, "RCCA" is the block x + 1x1(RCCA(x)) (the
+    # 1x1 conv zero-initialised) and "NL" the non-local block itself (residual, no 3x3 convs).
     cfg.MODEL.CONTEXT.NAME = "RCCA"
-    # R: how many times RCCA applies its shared criss-cross attention (the paper: 2).
+    # R: how many times the shared criss-cross attention is applied (RCCA only; the paper: 2).
     cfg.MODEL.CONTEXT.RECURRENCE = 2
-    # Channels inside a block = channels of the feature it is applied to // REDUCTION
-    # (res4 of an R-50: 1024 // 8 = 128 for RCCA; the non-local recipe uses 2).
+    # Channels inside = channels of the feature the module is applied to // REDUCTION: the
+    # CCNet head on res5, 2048 // 4 = 512 (the paper); a backbone block on res4 of an R-50,
+    # 1024 // 8 = 128 (the non-local recipe uses 2).
     cfg.MODEL.CONTEXT.REDUCTION = 8
-    # Norm after RCCA's 3x3 convs (detectron2.layers.get_norm names: "GN", "BN", "SyncBN", "").
-    # GN: the blocks are new, so FrozenBN would not train, and detection batches are small.
+    # Norm after the 3x3 convs (detectron2.layers.get_norm names: "GN", "BN", "SyncBN", "").
+    # In a backbone, GN: the blocks are new, so FrozenBN would not train, and detection batches
+    # are small. The semantic configs set the norm of their head here too (SyncBN; BN in the
+    # synthetic ones).
     cfg.MODEL.CONTEXT.NORM = "GN"
+    # Initial value of the criss-cross attention's residual scale ``gamma`` (RCCA only; the
+    # paper's code: 0, the attention starts as the identity and its query/key/value convs get
+    # no gradient until gamma moves).
+    cfg.MODEL.CONTEXT.GAMMA_INIT = 0.0
+
+
+def _add_instance_config(cfg: CN) -> None:
     # Where the ResNet gets blocks: after block CONTEXT_BLOCKS[i] (negative counts from the
     # end) of every stage in CONTEXT_STAGES. Default, the paper's COCO setting (non-local
     # recipe): one block before the last block of res4 (res4.4 in R-50, res4.21 in R-101).
@@ -142,6 +149,25 @@ def _add_instance_config(cfg: CN) -> None:
     # FPN input features (e.g. ["res5"], the coarsest) whose lateral 1x1 conv output gets a
     # block before the top-down pass; [] = none.
     cfg.MODEL.FPN.CONTEXT_IN_FEATURES = []
+
+
+# Keys of earlier versions -> the key that replaces them; a config that sets one fails with a
+# KeyError naming the new key.
+RENAMED_KEYS = {
+    "MODEL.CCNET.CONTEXT": ("MODEL.CONTEXT.NAME", "the head's context module is configured by MODEL.CONTEXT, as the backbone's"),
+    "MODEL.CCNET.RECURRENCE": ("MODEL.CONTEXT.RECURRENCE", "the head's context module is configured by MODEL.CONTEXT"),
+    "MODEL.CCNET.INTER_CHANNELS": (
+        "MODEL.CONTEXT.REDUCTION",
+        "the head's context channels are now the input feature's channels // MODEL.CONTEXT.REDUCTION "
+        "(512 on a 2048-channel res5: REDUCTION 4); their norm is MODEL.CONTEXT.NORM",
+    ),
+    "MODEL.CCNET.GAMMA_INIT": ("MODEL.CONTEXT.GAMMA_INIT", "the head's context module is configured by MODEL.CONTEXT"),
+}
+
+
+def _add_renamed_keys(cfg: CN) -> None:
+    for old, (new, message) in RENAMED_KEYS.items():
+        cfg.register_renamed_key(old, new, message)
 
 
 def _add_solver_config(cfg: CN) -> None:

@@ -24,7 +24,7 @@ def test_training_logs_gamma_entropy_and_residual_of_every_block(tmp_path):
     command = [
         sys.executable, os.path.join(REPO_ROOT, "train_net.py"), "--config-file", TEMPORAL,
         "OUTPUT_DIR", str(output), "SOLVER.MAX_ITER", "30", "SOLVER.IMS_PER_BATCH", "2",
-        "MODEL.CCNET.GAMMA_INIT", "0.5", "SOLVER.GAMMA_LR_FACTOR", "20.0",
+        "MODEL.CONTEXT.GAMMA_INIT", "0.5", "SOLVER.GAMMA_LR_FACTOR", "20.0",
     ]  # fmt: skip
     env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "datasets"), OMP_NUM_THREADS="1")
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -44,13 +44,13 @@ def test_training_logs_gamma_entropy_and_residual_of_every_block(tmp_path):
 def test_gamma_init_sets_the_2d_and_3d_heads_and_leaves_everything_else():
     for config in (TEMPORAL, LONG_RANGE_CCL):
         torch.manual_seed(0)
-        default = build_model(build_config(config, ["MODEL.CCNET.GAMMA_INIT", "0.0"])).state_dict()
+        default = build_model(build_config(config, ["MODEL.CONTEXT.GAMMA_INIT", "0.0"])).state_dict()
         torch.manual_seed(0)
-        opened = build_model(build_config(config, ["MODEL.CCNET.GAMMA_INIT", "0.25"])).state_dict()
+        opened = build_model(build_config(config, ["MODEL.CONTEXT.GAMMA_INIT", "0.25"])).state_dict()
         assert float(default[GAMMA]) == 0.0 and float(opened[GAMMA]) == 0.25  # the paper's 0 / the key's value
         assert all(torch.equal(default[k], opened[k]) for k in default if k != GAMMA)
-    with pytest.raises(ValueError, match="GAMMA_INIT"):
-        build_model(build_config(LONG_RANGE_CCL, ["MODEL.CCNET.CONTEXT", "NL", "MODEL.CCNET.GAMMA_INIT", "1.0"]))
+    with pytest.raises(ValueError, match="gamma_init=1.0 needs an attention with a residual scale gamma"):
+        build_model(build_config(LONG_RANGE_CCL, ["MODEL.CONTEXT.NAME", "NL", "MODEL.CONTEXT.GAMMA_INIT", "1.0"]))
 
 
 def test_gamma_lr_factor_gives_gamma_its_own_learning_rate():

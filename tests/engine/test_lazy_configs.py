@@ -19,10 +19,10 @@ CITYSCAPES = os.path.join(REPO_ROOT, "configs", "Cityscapes-SemanticSegmentation
 INSTANCE = ["mask_rcnn_R_50_FPN_1x_rcca", "mask_rcnn_R_50_FPN_1x_rcca_fpn"]
 SEMANTIC = ["rcca_r2_R_101_OS8_60k"]
 # Same class count on both sides, so that random weights give detections to compare.
-YAML_SMALL = {"instance": ["MODEL.ROI_HEADS.NUM_CLASSES", "4"], "semantic": ["MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN"]}
+YAML_SMALL = {"instance": ["MODEL.ROI_HEADS.NUM_CLASSES", "4"], "semantic": ["MODEL.RESNETS.NORM", "BN", "MODEL.SEM_SEG_HEAD.NORM", "BN", "MODEL.CONTEXT.NORM", "BN"]}
 LAZY_SMALL = {
     "instance": ["model.roi_heads.num_classes=4"],
-    "semantic": ["model.backbone.norm='BN'", "model.sem_seg_head.norm='BN'"],
+    "semantic": ["model.backbone.norm='BN'", "model.sem_seg_head.norm='BN'", "model.sem_seg_head.context_norm='BN'"],
 }
 
 
@@ -115,7 +115,8 @@ RUN_SMALL = {
         "dataloader.train.mapper.augmentations.0.short_edge_length=[64,64]",
         "dataloader.test.mapper.augmentations.0.short_edge_length=64",
         "dataloader.train.mapper.num_classes=3", "model.sem_seg_head.num_classes=3",
-        "model.backbone.norm='BN'", "model.sem_seg_head.norm='BN'", "model.backbone.depth=50",
+        "model.backbone.norm='BN'", "model.sem_seg_head.norm='BN'", "model.sem_seg_head.context_norm='BN'",
+        "model.backbone.depth=50",
         "model.sem_seg_head.ohem.min_kept=100",
     ],
 }  # fmt: skip

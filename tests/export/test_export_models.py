@@ -173,12 +173,12 @@ def test_an_input_folded_into_a_constant_is_detected(tmp_path, monkeypatch):
     # model ignored its input. Written out here so that the plant does not depend on the
     # installed Detectron2's ImageList.
     def in_place_padding(self, image):
-        middle, height, width = image.shape[0] // 2, image.shape[-2], image.shape[-1]
+        height, width = image.shape[-2], image.shape[-1]
         padded = image.new_zeros(ImageList.from_tensors([image], self.backbone.size_divisibility).tensor[0].shape)
         for frame, target in zip(image, padded):
             target[..., :height, :width].copy_(frame)
         logits, _ = self.sem_seg_head(self.backbone(padded), clip_length=image.shape[0])
-        return logits[middle : middle + 1, :, :height, :width]
+        return logits[..., :height, :width]
 
     monkeypatch.setattr(CCNetVideoSegmentor, "predict_whole_image", in_place_padding)
     model, inputs = _video()

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from ccnet.layers import RCCA, CrissCrossAttention, NonLocalBlock
+from ccnet.layers import ContextModule, CrissCrossAttention, NonLocalBlock
 from ccnet.modeling import category_consistent_loss
 from ccnet.modeling.heads import CCNetHead
 from ccnet.engine.cli import build_config
@@ -42,20 +42,22 @@ def test_head_from_config_follows_the_keys():
         [
             "MODEL.SEM_SEG_HEAD.NAME", "CCNetHead", "MODEL.SEM_SEG_HEAD.IN_FEATURES", "['res5']",
             "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "7", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "16", "MODEL.SEM_SEG_HEAD.NORM", "BN",
-            "MODEL.CCNET.RECURRENCE", "3", "MODEL.CCNET.INTER_CHANNELS", "8", "MODEL.CCNET.AUX_CONVS_DIM", "5",
+            "MODEL.CONTEXT.RECURRENCE", "3", "MODEL.CONTEXT.REDUCTION", "2", "MODEL.CONTEXT.NORM", "BN",
+            "MODEL.CCNET.AUX_CONVS_DIM", "5",
             "MODEL.CCNET.CCL_ENABLED", "True", "MODEL.CCNET.CCL_DIM", "3", "MODEL.CCNET.DROPOUT", "0.25",
         ],
     )  # fmt: skip
     head = build_sem_seg_head(cfg, _shapes())
-    assert isinstance(head.context, RCCA) and isinstance(head.context.attention, CrissCrossAttention)
+    assert isinstance(head.context, ContextModule) and isinstance(head.context.attention, CrissCrossAttention)
     assert head.context.recurrence == 3
-    assert head.context.reduce.weight.shape == (8, 20, 3, 3)  # 2048 -> 512 in the paper; 20 -> 8 here
-    assert head.classifier.conv.weight.shape == (16, 20 + 8, 3, 3)  # concatenation with the input
+    assert head.context.reduce.weight.shape == (10, 20, 3, 3)  # 2048 -> 512 in the paper; 20 -> 10 here
+    assert isinstance(head.context.reduce.norm, torch.nn.BatchNorm2d)  # MODEL.CONTEXT.NORM
+    assert head.classifier.conv.weight.shape == (16, 20 + 10, 3, 3)  # concatenation with the input
     assert head.classifier.predictor.weight.shape == (7, 16, 1, 1)
     assert head.classifier.dropout.p == 0.25
     assert head.aux_head.conv.weight.shape == (5, 12, 3, 3)  # on res4
     assert head.aux_loss_weight == pytest.approx(0.4)  # a config float read back
-    assert head.ccl_embedding.weight.shape == (3, 8, 1, 1)
+    assert head.ccl_embedding.weight.shape == (3, 10, 1, 1)
 
 
 def test_context_variants():
@@ -64,7 +66,7 @@ def test_context_variants():
     plain = _head(context="none").context
     assert isinstance(plain.attention, torch.nn.Identity)
     assert not any("attention" in name for name, _ in plain.named_parameters())
-    with pytest.raises(ValueError, match="MODEL.CCNET.CONTEXT"):
+    with pytest.raises(ValueError, match="unknown attention 'ASPP'"):
         _head(context="ASPP")
 
 

@@ -165,7 +165,8 @@ def test_loss_weight_key_scales_the_main_loss_only():
     opts = [
         "MODEL.SEM_SEG_HEAD.NAME", "CCNetHead", "MODEL.SEM_SEG_HEAD.IN_FEATURES", "['res5']",
         "MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(NUM_CLASSES), "MODEL.SEM_SEG_HEAD.CONVS_DIM", "8",
-        "MODEL.SEM_SEG_HEAD.NORM", "", "MODEL.CCNET.INTER_CHANNELS", "6", "MODEL.CCNET.AUX_CONVS_DIM", "8",
+        "MODEL.SEM_SEG_HEAD.NORM", "", "MODEL.CONTEXT.NORM", "", "MODEL.CONTEXT.REDUCTION", "3",  # 20 -> 6 channels
+        "MODEL.CCNET.AUX_CONVS_DIM", "8",
         "MODEL.CCNET.DROPOUT", "0.0",
     ]  # fmt: skip
     shapes = {"res4": ShapeSpec(channels=12, stride=STRIDE), "res5": ShapeSpec(channels=20, stride=STRIDE)}

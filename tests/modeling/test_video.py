@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ccnet.engine.cli import build_config
-from ccnet.layers import RCCA3d
+from ccnet.layers import CrissCrossAttention3d
 from detectron2.modeling import build_model
 
 SIZE = 32
@@ -26,7 +26,8 @@ TINY = [
     "MODEL.SEM_SEG_HEAD.NUM_CLASSES", NUM_CLASSES,
     "MODEL.SEM_SEG_HEAD.CONVS_DIM", 16,
     "MODEL.SEM_SEG_HEAD.LOSS_TYPE", "cross_entropy",
-    "MODEL.CCNET.INTER_CHANNELS", 16,
+    "MODEL.CONTEXT.REDUCTION", 2,  # res3: 32 -> 16 channels
+    "MODEL.CONTEXT.NORM", "BN",
     "MODEL.CCNET.AUX_IN_FEATURE", "res2",
     "MODEL.CCNET.AUX_CONVS_DIM", 8,
     "MODEL.CCNET.CCL_ENABLED", True,
@@ -137,9 +138,10 @@ def test_middle_frame_sees_the_other_frames_of_its_clip_only():
 
 
 def test_bad_configs_and_inputs():
-    assert isinstance(build_model(_config(True)).sem_seg_head.context, RCCA3d)
-    with pytest.raises(ValueError, match="MODEL.CCNET.CONTEXT must be 'RCCA'"):
-        build_model(_config(True, "MODEL.CCNET.CONTEXT", "NL"))
+    context = build_model(_config(True)).sem_seg_head.context
+    assert context.clips and isinstance(context.attention, CrissCrossAttention3d)
+    with pytest.raises(ValueError, match="attention 'NL' has no form over clips"):
+        build_model(_config(True, "MODEL.CONTEXT.NAME", "NL"))
     with pytest.raises(ValueError, match="needs MODEL.SEM_SEG_HEAD.NAME 'CCNetVideoHead'"):
         build_model(_config(True, "MODEL.SEM_SEG_HEAD.NAME", "CCNetHead"))
     model = build_model(_config(True))
@@ -147,3 +149,28 @@ def test_bad_configs_and_inputs():
         model(_clips(1, 2))
     with pytest.raises(ValueError, match="one length per batch"):
         model(_clips(1, 3) + _clips(1, 1))
+
+
+def test_the_video_model_is_built_as_the_2d_model():
+    """Same seed, same initial values: the context module over clips is built where the 2D
+    head builds its own (once, before the classifiers)."""
+    torch.manual_seed(0)
+    state_2d = build_model(_config(False)).state_dict()
+    torch.manual_seed(0)
+    state_3d = build_model(_config(True)).state_dict()
+    assert state_3d.keys() == state_2d.keys()
+    assert all(torch.equal(state_3d[k], state_2d[k]) for k in state_2d)
+
+
+@pytest.mark.parametrize("inference", [[], ["TEST.SLIDING_WINDOW.ENABLED", True, "TEST.SLIDING_WINDOW.SIZE", [24, 24], "TEST.AUG.ENABLED", True, "TEST.AUG.MIN_SIZES", [28], "TEST.AUG.FLIP", True]])  # fmt: skip
+def test_inference_classifies_the_middle_frames_only(inference):
+    torch.manual_seed(0)
+    model = _with_attention(build_model(_config(True, *inference))).eval()
+    batches = []
+    model.sem_seg_head.classifier.register_forward_hook(lambda module, inputs, output: batches.append(output.shape[0]))
+    with torch.no_grad():
+        outputs = model(_clips(2, 3))
+    assert [o["sem_seg"].shape for o in outputs] == [(NUM_CLASSES, SIZE, SIZE)] * 2
+    # One pass per clip (x 2 flips x 4 windows of 24 on the 28x28 scale), each on the middle
+    # frame of the 3 only.
+    assert set(batches) == {1} and len(batches) == 2 * (1 if not inference else 2 * 4)

@@ -31,7 +31,7 @@ def test_paper_like_camvid_clips():
     lengths = {}
     for config in (c for c in CONFIGS if "CamVid" in c):
         cfg = build_config(os.path.join(REPO_ROOT, config))
-        assert cfg.MODEL.META_ARCHITECTURE == "CCNetVideoSegmentor" and cfg.MODEL.CCNET.RECURRENCE == 2
+        assert cfg.MODEL.META_ARCHITECTURE == "CCNetVideoSegmentor" and cfg.MODEL.CONTEXT.RECURRENCE == 2
         assert cfg.INPUT.DATASET_MAPPER_NAME == "VideoClipDatasetMapper"
         assert cfg.DATASETS.TEST == ("camvid_video_test",)
         lengths[os.path.basename(config).split("_")[1]] = cfg.INPUT.CLIP.LENGTH

@@ -102,13 +102,19 @@ def resolve_block_index(stage: Sequence[nn.Module], stage_name: str, index: int,
 
 def context_block_builder(cfg):
     """Return ``make(channels) -> context block`` configured by ``MODEL.CONTEXT``."""
-    name = cfg.MODEL.CONTEXT.NAME
-    recurrence = cfg.MODEL.CONTEXT.RECURRENCE
-    reduction = cfg.MODEL.CONTEXT.REDUCTION
-    norm = cfg.MODEL.CONTEXT.NORM
+    context = cfg.MODEL.CONTEXT
+    name, recurrence, reduction, norm, gamma_init = (
+        context.NAME,
+        context.RECURRENCE,
+        context.REDUCTION,
+        context.NORM,
+        context.GAMMA_INIT,
+    )
 
     def make(channels: int) -> nn.Module:
-        return build_context_block(name, channels, channels // reduction, recurrence=recurrence, norm=norm)
+        return build_context_block(
+            name, channels, channels // reduction, recurrence=recurrence, norm=norm, gamma_init=gamma_init
+        )
 
     return make
 

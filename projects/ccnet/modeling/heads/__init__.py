@@ -1,4 +1,3 @@
 """Semantic segmentation heads, registered in Detectron2's SEM_SEG_HEADS_REGISTRY on import."""
 from .ccnet_head import CCNetHead, upsample_logits  # noqa: F401
-from .context import CONTEXT_MODULES, NonLocalContext, PlainContext, build_context_module  # noqa: F401
 from .fcn_head import FCNHead  # noqa: F401

@@ -12,8 +12,9 @@ from detectron2.modeling import SEM_SEG_HEADS_REGISTRY
 from detectron2.projects.deeplab.loss import DeepLabCE
 from detectron2.utils.events import get_event_storage
 
+from ...layers import ContextModule
+from ..context import detectron2_norm
 from ..losses import CategoryConsistentLoss, OhemCrossEntropy, cross_entropy
-from .context import build_context_module
 from .fcn_head import FCNHead
 
 __all__ = ["CCNetHead", "upsample_logits"]
@@ -35,6 +36,12 @@ def upsample_logits(logits: torch.Tensor, stride: int, size: Tuple[int, int]) ->
     return logits[..., :height, :width]
 
 
+def _feature_shape(input_shape: Dict[str, ShapeSpec], name: str) -> ShapeSpec:
+    if name not in input_shape:
+        raise ValueError(f"CCNetHead: feature '{name}' is not among the backbone outputs {sorted(input_shape)}")
+    return input_shape[name]
+
+
 def _build_segmentation_loss(loss_type: str, ignore_value: int, ohem: dict):
     """A callable (logits (N, K, H, W), targets (N, H, W)) -> scalar loss."""
     if loss_type == "cross_entropy":
@@ -51,8 +58,9 @@ class CCNetHead(nn.Module):
     """
     The CCNet head on one backbone feature x (N, C, H, W), e.g. res5 of a dilated ResNet:
 
-    * ``context``: RCCA (3x3 conv + norm to ``inter_channels``, criss-cross attention applied R
-      times with shared weights, 3x3 conv + norm), or a non-local block or nothing in its place;
+    * ``context``: a :class:`ccnet.layers.ContextModule` (3x3 conv + norm to ``inter_channels``,
+      the attention named by ``context``, 3x3 conv + norm): RCCA (criss-cross attention applied
+      R times with shared weights), a non-local block or nothing;
     * ``classifier``: concatenation [x, context(x)] (N, C + inter, H, W), 3x3 conv + norm,
       dropout, 1x1 conv to K classes;
     * ``aux_head`` (optional): the same FCN classifier on another feature (res4), trained with
@@ -67,6 +75,9 @@ class CCNetHead(nn.Module):
         inference: ((N, K, H * stride, W * stride) logits, {}).
     """
 
+    # The context module attends over images (N, C, H, W); CCNetVideoHead: over clips.
+    context_over_clips = False
+
     @configurable
     def __init__(
         self,
@@ -77,6 +88,8 @@ class CCNetHead(nn.Module):
         context: str = "RCCA",
         recurrence: int = 2,
         inter_channels: int = 512,
+        context_norm="BN",
+        gamma_init: float = 0.0,
         convs_dim: int = 512,
         norm="BN",
         dropout: float = 0.1,
@@ -90,13 +103,19 @@ class CCNetHead(nn.Module):
         ccl: Optional[dict] = None,
         ccl_dim: int = 16,
         ccl_warmup_iters: int = 0,
-        gamma_init: float = 0.0,
     ):
         """
         Args:
             input_shape: shapes of the backbone features; must contain ``in_feature`` (and
                 ``aux_in_feature`` when given).
-            context: "RCCA", "NL" or "none" (see :mod:`ccnet.modeling.heads.context`).
+            context: the attention of the context module, a name of
+                :data:`ccnet.layers.ATTENTIONS` ("RCCA", "NL" or "none").
+            recurrence: R, how many times the criss-cross attention is applied ("RCCA" only).
+            inter_channels: channels of the context module.
+            context_norm: norm of the context module's convolutions; ``norm``: of the
+                classifiers' (:func:`detectron2.layers.get_norm` names).
+            gamma_init: initial value of the residual scale ``gamma`` of the context module's
+                attention (0: the block starts as the identity; "RCCA" only).
             loss_type: "cross_entropy", "ohem" (with ``ohem`` = dict(threshold, min_kept,
                 reference_pixels)) or "hard_pixel_mining" (DeepLab's top 20%).
             aux_in_feature: feature of the auxiliary FCN head; None or "" for none.
@@ -104,22 +123,25 @@ class CCNetHead(nn.Module):
                 :class:`CategoryConsistentLoss` except ``ignore_index``.
             ccl_warmup_iters: the CCL weight ramps linearly from 0 (first iteration) to 1 over
                 this many training iterations (the iteration of Detectron2's event storage).
-            gamma_init: initial value of the residual scale ``gamma`` of the context module's
-                attention (0: the block starts as the identity).
         """
         super().__init__()
-        for name in (in_feature, aux_in_feature):
-            if name and name not in input_shape:
-                raise ValueError(f"CCNetHead: feature '{name}' is not among the backbone outputs {sorted(input_shape)}")
-        in_channels = input_shape[in_feature].channels
+        if aux_in_feature:
+            _feature_shape(input_shape, aux_in_feature)
+        in_channels = _feature_shape(input_shape, in_feature).channels
         self.in_feature = in_feature
         self.common_stride = input_shape[in_feature].stride
         self.ignore_value = ignore_value
         self.loss_weight = loss_weight
 
-        self.context = build_context_module(context, in_channels, inter_channels, recurrence, norm)
-        self.gamma_init = gamma_init
-        self.init_context_gamma()
+        self.context = ContextModule(
+            in_channels,
+            inter_channels,
+            attention=context,
+            recurrence=recurrence,
+            norm=detectron2_norm(context_norm),
+            clips=self.context_over_clips,
+            gamma_init=gamma_init,
+        )
         self.classifier = FCNHead(in_channels + inter_channels, convs_dim, num_classes, norm=norm, dropout=dropout)
         self.seg_loss = _build_segmentation_loss(loss_type, ignore_value, ohem or {})
 
@@ -136,18 +158,9 @@ class CCNetHead(nn.Module):
             self.ccl_loss = CategoryConsistentLoss(ignore_index=ignore_value, **ccl)
             self.ccl_warmup_iters = ccl_warmup_iters
 
-    def init_context_gamma(self) -> None:
-        """Set the context attention's ``gamma`` to ``gamma_init`` (call after replacing ``context``)."""
-        gamma = getattr(self.context.attention, "gamma", None)
-        if gamma is not None:
-            with torch.no_grad():
-                gamma.fill_(self.gamma_init)
-        elif self.gamma_init != 0.0:
-            raise ValueError(f"CCNetHead: MODEL.CCNET.GAMMA_INIT={self.gamma_init} needs a criss-cross context (RCCA)")
-
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
-        head, ccnet = cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.CCNET
+        head, ccnet, context = cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.CCNET, cfg.MODEL.CONTEXT
         if len(head.IN_FEATURES) != 1:
             raise ValueError(f"CCNetHead takes one feature: MODEL.SEM_SEG_HEAD.IN_FEATURES={head.IN_FEATURES}")
         ccl = None
@@ -163,9 +176,11 @@ class CCNetHead(nn.Module):
             input_shape=input_shape,
             in_feature=head.IN_FEATURES[0],
             num_classes=head.NUM_CLASSES,
-            context=ccnet.CONTEXT,
-            recurrence=ccnet.RECURRENCE,
-            inter_channels=ccnet.INTER_CHANNELS,
+            context=context.NAME,
+            recurrence=context.RECURRENCE,
+            inter_channels=_feature_shape(input_shape, head.IN_FEATURES[0]).channels // context.REDUCTION,
+            context_norm=context.NORM,
+            gamma_init=context.GAMMA_INIT,
             convs_dim=head.CONVS_DIM,
             norm=head.NORM,
             dropout=ccnet.DROPOUT,
@@ -183,17 +198,24 @@ class CCNetHead(nn.Module):
             ccl=ccl,
             ccl_dim=ccnet.CCL_DIM,
             ccl_warmup_iters=ccnet.CCL_WARMUP_ITERS,
-            gamma_init=ccnet.GAMMA_INIT,
         )
-
-    def layers(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Returns (logits (N, K, H, W), context output (N, inter_channels, H, W))."""
-        x = features[self.in_feature]
-        context = self.context(x)
-        return self.classifier(torch.cat([x, context], dim=1)), context
 
     def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None):
         logits, context = self.layers(features)
+        return self.outputs(logits, context, features, targets)
+
+    def layers(self, features: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Returns (logits (N, K, H, W), context output (N, inter_channels, H, W))."""
+        context = self.context(features[self.in_feature])
+        return self.classify(features, context), context
+
+    def classify(self, features: Dict[str, torch.Tensor], context: torch.Tensor) -> torch.Tensor:
+        """The classifier on [x, context]: (N, C + inter, H, W) -> logits (N, K, H, W)."""
+        return self.classifier(torch.cat([features[self.in_feature], context], dim=1))
+
+    def outputs(self, logits, context, features, targets):
+        """What forward returns for these logits (N, K, H, W): the losses in training, the
+        logits upsampled by the stride at inference (see the class docstring)."""
         if self.training:
             return None, self.losses(logits, context, features, targets)
         size = (logits.shape[-2] * self.common_stride, logits.shape[-1] * self.common_stride)

@@ -1,9 +1,8 @@
 """The FCN classifier used twice by CCNet: the auxiliary head on res4 and the head's last stage."""
-import fvcore.nn.weight_init as weight_init
 from torch import nn
-from torch.nn import functional as F
 
-from detectron2.layers import Conv2d, get_norm
+from ...layers import conv3x3_norm_relu
+from ..context import detectron2_norm
 
 __all__ = ["FCNHead"]
 
@@ -15,19 +14,11 @@ class FCNHead(nn.Module):
     """
 
     def __init__(self, in_channels: int, conv_channels: int, num_classes: int, *, norm="BN", dropout: float = 0.1):
+        """``norm``: a :func:`detectron2.layers.get_norm` name."""
         super().__init__()
-        self.conv = Conv2d(
-            in_channels,
-            conv_channels,
-            kernel_size=3,
-            padding=1,
-            bias=not norm,
-            norm=get_norm(norm, conv_channels),
-            activation=F.relu,
-        )
-        weight_init.c2_msra_fill(self.conv)
+        self.conv = conv3x3_norm_relu(in_channels, conv_channels, detectron2_norm(norm))
         self.dropout = nn.Dropout2d(dropout)
-        self.predictor = Conv2d(conv_channels, num_classes, kernel_size=1)
+        self.predictor = nn.Conv2d(conv_channels, num_classes, kernel_size=1)
         nn.init.normal_(self.predictor.weight, 0, 0.001)
         nn.init.constant_(self.predictor.bias, 0)
 

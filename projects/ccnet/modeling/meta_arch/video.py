@@ -1,25 +1,23 @@
 """Video semantic segmentation with 3D criss-cross attention (CCNet, TPAMI: CamVid with T=5).
 
 A clip of T frames goes through the backbone frame by frame; the CCNet head's context module
-is :class:`ccnet.layers.RCCA3d`, whose attention runs over the clip's (T, H, W) volume (each
-position sees its time line, row and column); the rest of the head (concatenation,
-classifier, auxiliary head, losses) works frame by frame, exactly as in the 2D head.  The
-loss is taken on the annotated (middle) frame of each clip.
+attends over the clip's (T, H, W) volume (RCCA: each position sees its time line, row and
+column); the rest of the head (concatenation, classifier, auxiliary head, losses) works frame
+by frame, exactly as in the 2D head, on the annotated (middle) frame of each clip only.
 
-RCCA3d has the parameter names of RCCA, so a 2D CCNet checkpoint loads as it is, and with
-T=1 the model computes exactly what :class:`CCNetSemanticSegmentor` computes.
+The context module has the same parameter names over clips as over images, so a 2D CCNet
+checkpoint loads as it is, and with T=1 the model computes exactly what
+:class:`CCNetSemanticSegmentor` computes.
 """
 from typing import Dict, Optional
 
 import torch
 
-from detectron2.config import configurable
-from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY, SEM_SEG_HEADS_REGISTRY
 from detectron2.structures import ImageList
 
-from ...layers import RCCA3d, clips_to_frames, frames_to_clips
-from ..heads import CCNetHead, upsample_logits
+from ...layers import clips_to_frames, frames_to_clips
+from ..heads import CCNetHead
 from .semantic import CCNetSemanticSegmentor
 
 __all__ = ["CCNetVideoHead", "CCNetVideoSegmentor"]
@@ -28,39 +26,23 @@ __all__ = ["CCNetVideoHead", "CCNetVideoSegmentor"]
 @SEM_SEG_HEADS_REGISTRY.register()
 class CCNetVideoHead(CCNetHead):
     """
-    :class:`CCNetHead` for clips: its ``context`` is :class:`RCCA3d` (same parameter names as
-    RCCA), applied to each clip's (T, H, W) feature volume; everything else is the 2D head.
-    Configured by the same keys (MODEL.CCNET.CONTEXT must be "RCCA").
+    :class:`CCNetHead` for clips: its context module attends over each clip's (T, H, W)
+    feature volume (:class:`ccnet.layers.ContextModule` with ``clips=True``; for RCCA the
+    parameters of :class:`ccnet.layers.RCCA3d`); everything else is the 2D head, applied to the
+    annotated (middle) frame of each clip. Configured by the same keys (MODEL.CONTEXT.NAME:
+    an attention with a form over clips, "RCCA" or "none").
 
     forward(features, targets=None, clip_length=1), with ``features`` the per-frame backbone
     features (N*T, C, H, W), the T frames of each clip consecutive:
         training: targets (N, H_in, W_in) are the labels of the clips' middle frames;
             returns (None, losses of those frames);
-        inference: returns ((N*T, K, H * stride, W * stride) per-frame logits, {}).
+        inference: returns ((N, K, H * stride, W * stride) logits of the middle frames, {}).
     """
 
-    @configurable
-    def __init__(
-        self,
-        input_shape: Dict[str, ShapeSpec],
-        *,
-        in_feature: str,
-        inter_channels: int,
-        recurrence: int,
-        norm,
-        context: str = "RCCA",
-        **kwargs,
-    ):
-        if context != "RCCA":
-            raise ValueError(f"CCNetVideoHead attends over clips with RCCA3d: MODEL.CCNET.CONTEXT must be 'RCCA', got {context!r}")
-        super().__init__(
-            input_shape, in_feature=in_feature, inter_channels=inter_channels, recurrence=recurrence, norm=norm, **kwargs
-        )
-        self.context = RCCA3d(input_shape[in_feature].channels, inter_channels, recurrence=recurrence, norm=norm)
-        self.init_context_gamma()
+    context_over_clips = True
 
     def clip_context(self, x: torch.Tensor, clip_length: int) -> torch.Tensor:
-        """Per-frame features (N*T, C, H, W) -> RCCA3d output per frame (N*T, inter_channels, H, W)."""
+        """Per-frame features (N*T, C, H, W) -> context per frame (N*T, inter_channels, H, W)."""
         return clips_to_frames(self.context(frames_to_clips(x, clip_length)))
 
     def forward(self, features: Dict[str, torch.Tensor], targets: Optional[torch.Tensor] = None, clip_length: int = 1):
@@ -68,15 +50,11 @@ class CCNetVideoHead(CCNetHead):
         if x.shape[0] % clip_length:
             raise ValueError(f"{x.shape[0]} frames do not make clips of {clip_length}")
         context = self.clip_context(x, clip_length)
-        if self.training:  # only the annotated (middle) frames are classified and supervised
-            annotated = torch.arange(clip_length // 2, x.shape[0], clip_length, device=x.device)
-            features = {name: feature[annotated] for name, feature in features.items()}
-            x, context = x[annotated], context[annotated]
-        logits = self.classifier(torch.cat([x, context], dim=1))
-        if self.training:
-            return None, self.losses(logits, context, features, targets)
-        size = (logits.shape[-2] * self.common_stride, logits.shape[-1] * self.common_stride)
-        return upsample_logits(logits, self.common_stride, size), {}
+        # Only the annotated (middle) frames are classified: supervised, or returned.
+        middle = clip_length // 2
+        features = {name: feature[middle::clip_length] for name, feature in features.items()}
+        context = context[middle::clip_length]
+        return self.outputs(self.classify(features, context), context, features, targets)
 
 
 @META_ARCH_REGISTRY.register()
@@ -135,11 +113,9 @@ class CCNetVideoSegmentor(CCNetSemanticSegmentor):
 
     def predict_whole_image(self, image: torch.Tensor) -> torch.Tensor:
         """(T, C, h, w) normalised clip -> (1, K, h, w) logits of its middle frame, one pass."""
-        clip_length = image.shape[0]
         height, width = image.shape[-2:]
         # The clip is padded as one tensor: ImageList pads a list of frames by copying them into
         # a new tensor in place, which the ONNX exporter drops (the input became a constant).
         padded = ImageList.from_tensors([image], self.backbone.size_divisibility).tensor[0]
-        logits, _ = self.sem_seg_head(self.backbone(padded), clip_length=clip_length)
-        middle = clip_length // 2
-        return logits[middle : middle + 1, :, :height, :width]
+        logits, _ = self.sem_seg_head(self.backbone(padded), clip_length=image.shape[0])
+        return logits[..., :height, :width]
