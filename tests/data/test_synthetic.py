@@ -90,3 +90,31 @@ def test_write_png_writes_rgb_and_one_channel_and_names_a_failed_file(tmp_path):
     missing = str(tmp_path / "no" / "such" / "folder" / "x.png")
     with pytest.raises(OSError, match="could not write .*x.png"):
         write_png(missing, label)
+
+
+def _generate_slowly(json_file, folder, marker_folder, _):
+    """In a separate process: generate Spec(4), leaving one marker file per write_split call."""
+    import time
+    import uuid
+
+    def write():
+        open(os.path.join(marker_folder, uuid.uuid4().hex), "w").close()
+        time.sleep(0.5)  # long enough for the other processes to arrive while this one writes
+        return Writer(folder)(Spec(4))
+
+    generate_if_changed(json_file, Spec(4), write, folders=[folder], empty_folders=True)
+    return sorted(os.listdir(folder))
+
+
+def test_processes_asking_at_once_generate_the_split_once(tmp_path):
+    import functools
+    import multiprocessing
+
+    json_file, folder, markers = str(tmp_path / "d" / "train.json"), str(tmp_path / "d" / "images"), tmp_path / "calls"
+    markers.mkdir()
+    work = functools.partial(_generate_slowly, json_file, folder, str(markers))
+    with multiprocessing.get_context("fork").Pool(3) as pool:
+        listings = pool.map(work, range(3))
+    assert len(os.listdir(markers)) == 1  # one process generated, the others waited and found it
+    assert listings == [["0.txt", "1.txt", "2.txt", "3.txt"]] * 3
+    assert stored_spec(json_file) == asdict(Spec(4))

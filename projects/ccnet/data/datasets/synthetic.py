@@ -8,6 +8,7 @@ one and writes the JSON last, atomically, so an interrupted run is redone next t
 (image or clip) ``index`` is drawn with its own generator (:func:`item_rng`), so the items do
 not depend on each other.  The datasets are registered with :func:`register_generated`.
 """
+import fcntl
 import json
 import logging
 import os
@@ -108,16 +109,22 @@ def generate_if_changed(
     wanted = asdict(spec)
     if stored_spec(json_file, spec_key) == wanted:
         return json_file
-    logger.info(f"Generating the synthetic split {json_file}: {spec}")
-    for folder in folders:
-        if empty_folders:
-            shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder, exist_ok=True)
-    content = write_split()
-    if _nested(content, spec_key) != wanted:
-        raise ValueError(f"the content written for {json_file} stores no spec under {'/'.join(spec_key)}")
-    os.makedirs(os.path.dirname(json_file), exist_ok=True)
-    atomic_write(json_file, lambda f: f.write(json.dumps(content).encode()))
+    os.makedirs(os.path.dirname(os.path.abspath(json_file)), exist_ok=True)
+    # Several processes may ask for the same split at once (the ranks of a multi-process run,
+    # benchmark runs in parallel): one generates it, the others wait and then find it there.
+    with open(f"{json_file}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stored_spec(json_file, spec_key) == wanted:
+            return json_file
+        logger.info(f"Generating the synthetic split {json_file}: {spec}")
+        for folder in folders:
+            if empty_folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder, exist_ok=True)
+        content = write_split()
+        if _nested(content, spec_key) != wanted:
+            raise ValueError(f"the content written for {json_file} stores no spec under {'/'.join(spec_key)}")
+        atomic_write(json_file, lambda f: f.write(json.dumps(content).encode()))
     return json_file
 
 
