@@ -30,7 +30,6 @@ import os
 import sys
 from collections import OrderedDict
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import numpy as np
 from detectron2.data import MetadataCatalog
 
