@@ -7,6 +7,8 @@ parts that use Detectron2 apply ``ccnet.compat`` first, and the entry points a u
 import glob
 import os
 
+import pytest
+
 from tests.conftest import REPO_ROOT, fresh_python
 
 QUICKSTART = os.path.join(REPO_ROOT, "configs", "Quickstart", "mask_rcnn_rcca_shapes.yaml")
@@ -50,15 +52,18 @@ def test_add_ccnet_config_registers_the_project_and_its_config_builds():
     )
 
 
-def test_lazy_configs_load_with_only_detectron2_imported_first():
-    # LazyConfig.load runs each file's imports: the project's come first and make Detectron2 work.
-    configs = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*-*", "*.py")))
-    assert configs
+LAZY_CONFIGS = sorted(os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, "configs", "*-*", "*.py")))
+
+
+def test_there_are_lazy_configs():
+    assert LAZY_CONFIGS
+
+
+@pytest.mark.parametrize("config", LAZY_CONFIGS)
+def test_lazy_config_loads_with_only_detectron2_imported_before(config):
+    # LazyConfig.load runs the file's imports: the project's come first and make Detectron2 work.
     _check(
         "from detectron2.config import LazyConfig\n"
-        f"for path in {configs!r}:\n"
-        "    cfg = LazyConfig.load(path)\n"
-        "    assert 'model' in cfg, path\n"
-        "from ccnet import compat\n"
-        "print(compat.applied())"
+        f"cfg = LazyConfig.load({os.path.join(REPO_ROOT, config)!r})\n"
+        "assert 'model' in cfg and 'dataloader' in cfg, sorted(cfg)"
     )
