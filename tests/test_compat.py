@@ -180,7 +180,7 @@ def test_checkpoint_loading_of_fvcore_and_detectron2_is_untouched():
 
     import ccnet.engine  # noqa: F401  (every part of the project that loads weights imported)
     import ccnet.export  # noqa: F401
-    import ccnet.utils.clip_predictor  # noqa: F401
+    import ccnet.inference  # noqa: F401
 
     assert detection_checkpoint.pickle is pickle
     assert Checkpointer._load_file.__module__ == "fvcore.common.checkpoint"
