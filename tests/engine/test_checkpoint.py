@@ -105,3 +105,54 @@ def test_safe_load_pickle_reads_numpy_scalars_and_containers():
     loaded = safe_load_pickle(io.BytesIO(pickle.dumps(data)))
     assert loaded["a"] == np.float32(1.5) and loaded["c"] == ("x", 1)
     np.testing.assert_array_equal(loaded["b"][0], np.arange(3))
+
+
+# --- the Trainer and the Predictor load through it ----------------------------------------------
+
+
+def _tiny_config(tmp_path, *overrides):
+    from ccnet.engine.cli import build_config
+    from tests.engine import tiny_semseg
+
+    root = str(tmp_path / "data")
+    tiny_semseg.write_dataset(root, num_images=2)
+    tiny_semseg.register(root)
+    return build_config(tiny_semseg.CONFIG, ["OUTPUT_DIR", str(tmp_path / "out"), *overrides])
+
+
+def _detectron2_defaults_names():
+    from detectron2.engine import defaults
+
+    return defaults.create_ddp_model, defaults.DetectionCheckpointer
+
+
+def test_trainer_checkpoints_with_the_project_checkpointer_and_leaves_detectron2_as_it_was(tmp_path):
+    from ccnet.engine import Trainer
+
+    before = _detectron2_defaults_names()
+    trainer = Trainer(_tiny_config(tmp_path))
+    assert type(trainer.checkpointer) is AtomicCheckpointer
+    assert _detectron2_defaults_names() == before
+    assert before[1] is DetectionCheckpointer
+
+
+def test_project_parts_are_removed_again_when_construction_raises():
+    from ccnet.engine.defaults import project_parts
+
+    before = _detectron2_defaults_names()
+    with pytest.raises(RuntimeError, match="inside"):
+        with project_parts():
+            assert _detectron2_defaults_names()[1] is AtomicCheckpointer
+            raise RuntimeError("inside")
+    assert _detectron2_defaults_names() == before
+
+
+def test_predictor_refuses_weights_that_would_run_code(tmp_path):
+    from ccnet.engine import Predictor
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"model": {"w": _RunsCode(str(marker))}, "__author__": "x"}))
+    with pytest.raises(pickle.UnpicklingError, match="evil.pkl: refusing to unpickle"):
+        Predictor(_tiny_config(tmp_path, "MODEL.WEIGHTS", str(path)))
+    assert not marker.exists()
