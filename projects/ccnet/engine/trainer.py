@@ -49,8 +49,14 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        """Detectron2's ``DefaultTrainer.__init__`` after :func:`verify_datasets`, with the
-        project's DDP wrapping and :class:`AtomicCheckpointer` (:func:`ccnet.engine.defaults.project_parts`)."""
+        """Detectron2's own ``DefaultTrainer.__init__`` (0.6 and main), after :func:`verify_datasets`.
+
+        It wraps the model for DDP and builds its checkpointer itself, through the names
+        ``create_ddp_model`` and ``DetectionCheckpointer`` of ``detectron2.engine.defaults``; no
+        ``build_*`` method reaches the first.  During the call, and only then, those names are
+        the project's (:func:`ccnet.engine.defaults.project_parts`): DDP also wraps CPU models,
+        and the checkpointer is :class:`AtomicCheckpointer`.
+        """
         verify_datasets(cfg)
         with project_parts():
             super().__init__(cfg)
