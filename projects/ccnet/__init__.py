@@ -5,9 +5,8 @@
 * :mod:`ccnet.layers` is plain PyTorch (no Detectron2), and so are :mod:`ccnet.visualization`
   and :mod:`ccnet.utils.files`.
 * The parts that build on Detectron2 (:mod:`ccnet.config`, :mod:`ccnet.data`,
-  :mod:`ccnet.modeling`, :mod:`ccnet.engine`, :mod:`ccnet.export`, :mod:`ccnet.inference`,
-  :mod:`ccnet.utils.benchmark`) first make the installed Detectron2 work with today's libraries
-  (:func:`ccnet.compat.apply`).
+  :mod:`ccnet.modeling`, :mod:`ccnet.engine`, :mod:`ccnet.export`, :mod:`ccnet.inference`)
+  first make the installed Detectron2 work with today's libraries (:func:`ccnet.compat.apply`).
 * Importing :mod:`ccnet.modeling` registers the project's backbones, heads and
   meta-architectures, :mod:`ccnet.data` its datasets and dataset mappers, with Detectron2's
   registries; :mod:`ccnet.config` (:func:`add_ccnet_config`) imports both, so a config that

@@ -1,9 +1,9 @@
 """Every work-around for running Detectron2 on today's libraries, in one place.
 
 :func:`apply` runs them.  The parts of the project that use Detectron2 (``ccnet.config``,
-``ccnet.data``, ``ccnet.modeling``, ``ccnet.engine``, ``ccnet.export``, ``ccnet.inference``,
-``ccnet.utils.benchmark``) call it before they import Detectron2; ``import ccnet`` and the plain
-PyTorch parts (``ccnet.layers``, ``ccnet.visualization``) do not.
+``ccnet.data``, ``ccnet.modeling``, ``ccnet.engine``, ``ccnet.export``, ``ccnet.inference``) call
+it before they import Detectron2; ``import ccnet`` and the plain PyTorch parts (``ccnet.layers``,
+``ccnet.visualization``, ``ccnet.utils``) do not.
 Code that uses Detectron2 without those packages calls :func:`apply` itself, first.
 Each fix names the upstream problem it works around, touches only what is broken,
 is idempotent, and has a test in ``tests/test_compat.py`` that shows it is needed
