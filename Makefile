@@ -23,7 +23,7 @@ setup: $(SETUP_STAMP)
 $(SETUP_STAMP): pyproject.toml tools/install_detectron2.py
 	$(call venv_with_deps,$(VENV))
 	$(PY) tools/install_detectron2.py
-	$(PY) -c "import ccnet, detectron2.layers, detectron2.evaluation, detectron2.data"
+	$(PY) -c "import ccnet.config, detectron2.layers, detectron2.evaluation, detectron2.data"
 	touch $@
 
 test: setup

@@ -9,7 +9,6 @@ Examples::
     python train_net.py --config-file CONFIG --resume                       # continue OUTPUT_DIR's run
     python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
 """
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 from ccnet.engine import AtomicCheckpointer, Trainer, launch_from_args
 from ccnet.engine.cli import append_metrics, argument_parser, setup
 

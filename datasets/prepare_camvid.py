@@ -44,7 +44,6 @@ from typing import Dict, Iterator, List, Optional
 import cv2
 import numpy as np
 
-import ccnet  # noqa: F401  (makes Detectron2 importable; registers the datasets)
 from ccnet.data.datasets.camvid import CLASSES, IGNORE_LABEL, SPLITS
 from ccnet.data.datasets.video import parse_frame_name
 from ccnet.utils.files import datasets_root

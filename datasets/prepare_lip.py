@@ -30,7 +30,6 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-import ccnet  # noqa: F401  (makes Detectron2 importable)
 from ccnet.data.datasets.lip import CLASSES, IGNORE_LABEL, SPLITS
 from ccnet.data.sem_seg_mapper import check_sem_seg
 from ccnet.utils.files import datasets_root

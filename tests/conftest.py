@@ -1,4 +1,5 @@
-"""Test-wide set-up: the project is imported first (it makes Detectron2 importable)."""
+"""Test-wide set-up: the project is imported first (``ccnet.config``: Detectron2 made to work with
+today's libraries, the project's models and datasets registered, as every entry point does)."""
 import os
 
 # Before torch loads OpenMP: idle threads sleep instead of spinning, which otherwise slows
@@ -7,9 +8,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 
-import ccnet  # noqa: F401,E402
+import ccnet.config  # noqa: F401,E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fresh_python(code: str, timeout: float = 300):
+    """Run ``code`` in a new interpreter (this environment, PYTHONPATH included; nothing imported)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
 
 
 def load_tool(name):

@@ -1,9 +1,7 @@
 """Each fix in ccnet.compat: a test that the problem exists here and one that the fix works."""
 import importlib.util
-import io
 import os
 import pickle
-import subprocess
 import sys
 
 import numpy as np
@@ -12,15 +10,11 @@ import torch
 from PIL import Image
 
 from ccnet import compat
+from tests.conftest import fresh_python
 
 needs_missing_ops = pytest.mark.skipif(
     compat.has_compiled_ops(), reason="Detectron2 has its compiled ops: the stand-in is not installed"
 )
-
-
-def _fresh_python(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a new interpreter (without ``import ccnet`` unless the code does it)."""
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
 # --- detectron2._C ---------------------------------------------------------------------------
@@ -28,14 +22,14 @@ def _fresh_python(code: str) -> subprocess.CompletedProcess:
 
 @needs_missing_ops
 def test_detectron2_layers_do_not_import_without_the_fix():
-    result = _fresh_python("import detectron2.layers")
+    result = fresh_python("import detectron2.layers")
     assert result.returncode != 0 and "_C" in result.stderr
 
 
 def test_detectron2_modules_import_with_the_fix():
-    result = _fresh_python(
-        "import ccnet, detectron2.layers, detectron2.structures, detectron2.evaluation, "
-        "detectron2.data, detectron2.engine, detectron2.modeling; print('ok')"
+    result = fresh_python(
+        "from ccnet import compat; compat.apply(); import detectron2.layers, detectron2.structures, "
+        "detectron2.evaluation, detectron2.data, detectron2.engine, detectron2.modeling; print('ok')"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
@@ -112,7 +106,7 @@ def test_trainer_evaluates_coco_with_pycocotools_without_compiled_ops(tmp_path):
 
 
 def test_pillow_removed_linear():
-    result = _fresh_python("from PIL import Image; print(hasattr(Image, 'LINEAR'))")
+    result = fresh_python("from PIL import Image; print(hasattr(Image, 'LINEAR'))")
     assert result.stdout.strip() == "False"
 
 
@@ -175,56 +169,22 @@ def test_model_zoo_configs_resolve_without_leaving_pkg_resources_behind():
     assert "pkg_resources" not in sys.modules
 
 
-# --- safe checkpoint loading -------------------------------------------------------------------
+# --- what compat leaves alone ------------------------------------------------------------------
 
 
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
+def test_checkpoint_loading_of_fvcore_and_detectron2_is_untouched():
+    # Safe loading is the project's checkpointer's (tests/engine/test_checkpoint.py), not a patch
+    # of the classes every other user of the process loads with.
+    from detectron2.checkpoint import DetectionCheckpointer, detection_checkpoint
+    from fvcore.common.checkpoint import Checkpointer
 
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
+    import ccnet.engine  # noqa: F401  (every part of the project that loads weights imported)
+    import ccnet.export  # noqa: F401
+    import ccnet.inference  # noqa: F401
 
-
-def _checkpointer():
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    return DetectionCheckpointer(torch.nn.Linear(2, 2))
-
-
-def test_pkl_weights_that_would_run_code_are_refused(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pkl"
-    path.write_bytes(pickle.dumps({"model": {"w": _RunsCode(str(marker))}, "__author__": "x"}))
-    with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle (builtins|io).open"):
-        _checkpointer()._load_file(str(path))
-    assert not marker.exists()
-
-
-def test_pkl_weights_with_arrays_load(tmp_path):
-    path = tmp_path / "weights.pkl"
-    blobs = {"fc_w": np.arange(4, dtype=np.float32).reshape(2, 2), "fc_b": np.zeros(2, np.float32)}
-    path.write_bytes(pickle.dumps({"blobs": blobs}, protocol=2))
-    loaded = _checkpointer()._load_file(str(path))
-    np.testing.assert_array_equal(loaded["model"]["fc_w"], blobs["fc_w"])
-    assert loaded["matching_heuristics"] is True
-
-
-def test_pth_with_arbitrary_objects_is_refused(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pth"
-    torch.save({"model": {}, "payload": _RunsCode(str(marker))}, str(path))
-    # torch's weights-only unpickler refuses it, naming the global it would have called.
-    with pytest.raises(pickle.UnpicklingError, match=r"(?s)Weights only load failed.*Unsupported global: GLOBAL (builtins|io)\.open"):
-        _checkpointer()._load_file(str(path))
-    assert not marker.exists()
-
-
-def test_safe_load_pickle_reads_numpy_scalars_and_containers():
-    data = {"a": np.float32(1.5), "b": [np.arange(3)], "c": ("x", 1)}
-    loaded = compat.safe_load_pickle(io.BytesIO(pickle.dumps(data)))
-    assert loaded["a"] == np.float32(1.5) and loaded["c"] == ("x", 1)
-    np.testing.assert_array_equal(loaded["b"][0], np.arange(3))
+    assert detection_checkpoint.pickle is pickle
+    assert Checkpointer._load_file.__module__ == "fvcore.common.checkpoint"
+    assert DetectionCheckpointer._load_file.__module__ == "detectron2.checkpoint.detection_checkpoint"
 
 
 # --- MapDataset: a mapper returning None skips the sample ---------------------------------------
@@ -296,12 +256,11 @@ def test_torch_lr_scheduler_state_is_restored_by_resume(tmp_path):
 # Everything Detectron2 0.6 needs with today's libraries.
 V0_6_FIXES = {
     "jit_script_warning", "compiled_ops_stand_in", "pillow_linear", "model_zoo_pkg_resources",
-    "numpy_aliases", "pth_weights_only", "pkl_data_only", "map_dataset_retry", "lr_scheduler_state",
+    "numpy_aliases", "map_dataset_retry", "lr_scheduler_state",
 }
 # Upstream main (checked at 02b5c4e2) fixed the rest itself; it still scripts box_regression's helpers
-# at import, model_zoo still imports pkg_resources, .pkl files still go through pickle, and fvcore
-# (pinned) still loads .pth with torch's default.
-MAIN_FIXES = {"jit_script_warning", "model_zoo_pkg_resources", "pth_weights_only", "pkl_data_only"}
+# at import, and model_zoo still imports pkg_resources.
+MAIN_FIXES = {"jit_script_warning", "model_zoo_pkg_resources"}
 
 
 def _detectron2_revision() -> str:

@@ -1,4 +1,4 @@
-"""Every shipped config loads, and everything it names is registered by `import ccnet`."""
+"""Every shipped config loads, and everything it names is registered by the project (`ccnet.config`)."""
 import glob
 import os
 

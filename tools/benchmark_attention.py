@@ -47,7 +47,6 @@ import sys
 import torch
 from torch import nn
 
-import ccnet  # noqa: F401  (before detectron2, which ccnet.layers uses)
 from ccnet.layers import RCCA, CrissCrossAttention, NonLocalBlock, criss_cross_attention, non_local_attention
 
 from attention_peers import GemmFloor, criss_cross_mmcv, criss_cross_straightforward

@@ -27,7 +27,6 @@ import numpy as np
 import onnxruntime
 import torch
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 from ccnet.engine.cli import build_config
 from ccnet.export import export_verified, sample_inputs
 from ccnet.layers import ContextModule

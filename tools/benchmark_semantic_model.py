@@ -24,7 +24,6 @@ import argparse
 import os
 import sys
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import torch
 from ccnet.engine.cli import build_config
 from detectron2.modeling import build_model

@@ -26,7 +26,6 @@ import argparse
 import os
 import sys
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import torch
 from ccnet.engine import Trainer
 from ccnet.engine.cli import build_config

@@ -24,15 +24,14 @@ import logging
 import os
 import sys
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import cv2
 import numpy as np
 import tqdm
+from ccnet.engine import Predictor
 from ccnet.engine.cli import build_config
 from ccnet.inference import ClipPredictor, is_clip_model
 from detectron2.data import MetadataCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import DefaultPredictor
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
@@ -110,7 +109,7 @@ class Demo:
     def __init__(self, cfg, confidence_threshold: float, scale: float = 1.0):
         # A video model (CCNetVideoSegmentor) predicts each frame from the clip around it.
         self.clip_model = is_clip_model(cfg)
-        self.predictor = ClipPredictor(cfg) if self.clip_model else DefaultPredictor(cfg)
+        self.predictor = ClipPredictor(cfg) if self.clip_model else Predictor(cfg)
         self.image_format = cfg.INPUT.FORMAT
         self.metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) else "__unused")
         self.confidence_threshold = confidence_threshold

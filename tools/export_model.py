@@ -29,11 +29,10 @@ import sys
 
 import torch
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+from ccnet.engine import AtomicCheckpointer
 from ccnet.engine.cli import build_config
 from ccnet.export import FORMATS, METHODS, ExportMismatchError, export_verified, sample_inputs
 from ccnet.layers import UnfaithfulExportError
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 
@@ -64,7 +63,7 @@ def main(argv=None) -> int:
     model = build_model(cfg)
     if not cfg.MODEL.WEIGHTS:
         logger.warning("MODEL.WEIGHTS is empty: exporting a randomly initialised model")
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     model.eval()
     inputs = sample_inputs(cfg, args.sample_image, args.sample_size)
     try:

@@ -19,12 +19,11 @@ per-image values. Example::
 import argparse
 import sys
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import cv2
 import numpy as np
 import torch
+from ccnet.engine import AtomicCheckpointer
 from ccnet.engine.cli import build_config
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.data.detection_utils import read_image
@@ -84,7 +83,7 @@ def main(argv=None) -> dict:
     if cfg.TEST.SLIDING_WINDOW.ENABLED or cfg.TEST.AUG.ENABLED:
         raise ValueError("whole-image inference only: set TEST.SLIDING_WINDOW.ENABLED False TEST.AUG.ENABLED False")
     model = build_model(cfg).eval()
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     dataset_name = args.dataset or cfg.DATASETS.TEST[0]
     resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
     result = discriminability(model, dataset_name, cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE, cfg.INPUT.FORMAT, resize)

@@ -98,7 +98,9 @@ def environment_report(cpu: bool) -> str:
     else:
         lines.append("no CUDA GPU" + (" (CPU dry run)" if cpu else ""))
     try:
-        import ccnet  # noqa: F401  (makes Detectron2 importable)
+        from ccnet import compat
+
+        compat.apply()  # makes Detectron2 importable
         import detectron2
 
         lines.append(f"detectron2 {detectron2.__version__} at {os.path.dirname(detectron2.__file__)}")

@@ -8,7 +8,6 @@ arguments plus ``--num-cpu-workers``; overrides are ``key=value``. YAML configs 
     python tools/lazyconfig_train_net.py --config-file CONFIG.py train.max_iter=1000 dataloader.train.total_batch_size=4
     python tools/lazyconfig_train_net.py --config-file CONFIG.py --eval-only train.init_checkpoint=output/model_final.pth
 """
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 from ccnet.engine import launch_from_args
 from ccnet.engine.cli import argument_parser
 from ccnet.engine.lazy import main

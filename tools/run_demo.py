@@ -55,7 +55,7 @@ def main(overrides, config=CONFIG, output_dir=OUTPUT_DIR) -> int:
     start = time.perf_counter()
     datasets = datasets_root()
     print(f"[1/3] Synthetic shapes dataset under {datasets}/shapes_instances (generated on first use)", flush=True)
-    run([sys.executable, "-c", "import ccnet; from detectron2.data import DatasetCatalog; "
+    run([sys.executable, "-c", "import ccnet.data; from detectron2.data import DatasetCatalog; "
          "[DatasetCatalog.get(f'shapes_instances_{s}') for s in ('train', 'val')]"])
     print("[2/3] Training RCCA Mask R-CNN from scratch, then COCO evaluation on the val split", flush=True)
     data_done = time.perf_counter()

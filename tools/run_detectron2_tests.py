@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Run Detectron2's own unit tests against this environment, with ``import ccnet`` first.
+"""Run Detectron2's own unit tests against this environment, with ``import ccnet.config`` first.
 
-They check ``ccnet.compat``: with the project imported, Detectron2 must still pass its own tests.
+They check ``ccnet.compat``: with the project imported (``ccnet.config`` applies ``ccnet.compat`` and
+registers the project's models and datasets), Detectron2 must still pass its own tests.
 Every failure that remains is listed, with its reason, in docs/detectron2-tests.md (one table per
 Detectron2 revision); this tool reads that table and fails on any failure not listed there.
 
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
 
     expected = read_expected(args.expected, args.expected_file)
     tests = tests_folder(args.tests)
-    import ccnet  # noqa: F401  (first, as a user of the project does)
+    import ccnet.config  # noqa: F401  (first, as a user of the project does)
     import pytest
 
     # Run from the tests' parent so test ids read tests/...; an empty ini keeps this project's

@@ -6,7 +6,7 @@ tools/benchmark_semantic_model.py.
 """
 from typing import Callable, Dict, List, Optional, Tuple
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+import ccnet.config  # noqa: F401  (first: Detectron2 made to work with today's libraries; the project registered)
 import torch
 from ccnet.data import build_dataset_mapper
 from ccnet.layers import frames_to_clips

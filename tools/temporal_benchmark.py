@@ -31,7 +31,7 @@ import os
 import sys
 from collections import OrderedDict
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
+import ccnet.config  # noqa: F401  (first: Detectron2 made to work with today's libraries; the project registered)
 import cv2
 from detectron2.data import MetadataCatalog
 

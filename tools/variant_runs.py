@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import cv2
 import numpy as np
 import pycocotools.mask as mask_util

@@ -18,12 +18,11 @@ import argparse
 import os
 import sys
 
-import ccnet  # noqa: F401  (first: makes Detectron2 importable and registers the project)
 import numpy as np
 import torch
+from ccnet.engine import AtomicCheckpointer
 from ccnet.engine.cli import build_config
 from ccnet.visualization import attention_maps, draw_attention_figure
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
@@ -49,7 +48,7 @@ def main(argv=None) -> None:
     if not os.path.isfile(args.input):
         raise FileNotFoundError(f"--input {args.input} does not exist")
     model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    AtomicCheckpointer(model).load(cfg.MODEL.WEIGHTS)
 
     image = utils.read_image(args.input, format=cfg.INPUT.FORMAT)
     height, width = image.shape[:2]

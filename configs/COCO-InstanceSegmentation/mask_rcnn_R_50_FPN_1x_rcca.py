@@ -5,13 +5,14 @@ Detectron2's ``COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py`` (its data, S
 ImageNet weights) with the block. Train with
 ``tools/lazyconfig_train_net.py --config-file <this file> [key=value ...]``.
 """
-from detectron2 import model_zoo
-from detectron2.config import LazyCall as L
+# The project first (through ../common): importing it makes Detectron2 work with today's libraries.
+from ..common.models.mask_rcnn_context_fpn import model
+from ..common.context import context_blocks, rcca_block
 
 from ccnet.compat import has_compiled_ops
 
-from ..common.context import context_blocks, rcca_block
-from ..common.models.mask_rcnn_context_fpn import model
+from detectron2 import model_zoo
+from detectron2.config import LazyCall as L
 
 _baseline = model_zoo.get_config("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.py")
 dataloader = _baseline.dataloader

@@ -9,12 +9,13 @@ for whole-image inference). Train with ``tools/lazyconfig_train_net.py --config-
 import torch
 from fvcore.common.param_scheduler import PolynomialDecayParamScheduler
 
+# The project first (through ../common): importing it makes Detectron2 work with today's libraries.
+from ..common.data.cityscapes_sem_seg import dataloader
+from ..common.models.ccnet_semantic import model
+
 from detectron2 import model_zoo
 from detectron2.config import LazyCall as L
 from detectron2.solver.build import get_default_optimizer_params
-
-from ..common.data.cityscapes_sem_seg import dataloader
-from ..common.models.ccnet_semantic import model
 
 model.sem_seg_head.num_classes = 19
 model.sem_seg_head.loss_type = "ohem"

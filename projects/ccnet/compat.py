@@ -1,6 +1,10 @@
 """Every work-around for running Detectron2 on today's libraries, in one place.
 
-``import ccnet`` calls :func:`apply` before anything imports Detectron2's modules.
+:func:`apply` runs them.  The parts of the project that use Detectron2 (``ccnet.config``,
+``ccnet.data``, ``ccnet.modeling``, ``ccnet.engine``, ``ccnet.export``, ``ccnet.inference``) call
+it before they import Detectron2; ``import ccnet`` and the plain PyTorch parts (``ccnet.layers``,
+``ccnet.visualization``, ``ccnet.utils``) do not.
+Code that uses Detectron2 without those packages calls :func:`apply` itself, first.
 Each fix names the upstream problem it works around, touches only what is broken,
 is idempotent, and has a test in ``tests/test_compat.py`` that shows it is needed
 and that it works.
@@ -9,6 +13,9 @@ Each fix first checks whether the installed Detectron2 has the problem: by behav
 (a probe call) or by the source of the module concerned, never by version string
 (upstream main still calls itself 0.6).  An upstream Detectron2 that is already right
 is left alone; :func:`applied` names the fixes that were needed here.
+
+Loading weight files safely is not done here, for every checkpointer of the process, but by
+the project's own: :class:`ccnet.engine.checkpoint.AtomicCheckpointer`.
 
 =======================  ==========================================================
 problem                  fix
@@ -42,28 +49,19 @@ warning                  import time, which printed the same FutureWarning twice
 state                    ``torch.optim.lr_scheduler._LRScheduler``; torch >= 2 schedulers
                          subclass ``LRScheduler``, so ``--resume`` silently reset a user's
                          own torch scheduler.  Both methods test for ``LRScheduler``.
-checkpoint loading       torch >= 2.6 loads ``.pth`` files with ``weights_only=True``
-                         and fvcore relies on the default; Detectron2 unpickles
-                         ``.pkl`` weight files with plain :mod:`pickle`, which runs
-                         arbitrary code from a downloaded file.  Both paths now load
-                         data only: ``.pth`` with ``weights_only=True`` (explicitly,
-                         whatever the torch default), ``.pkl`` with an unpickler that
-                         accepts NumPy arrays and plain containers and nothing else.
 =======================  ==========================================================
 """
 import importlib
 import importlib.resources
 import importlib.util
-import io
 import logging
-import pickle
 import re
 import sys
 import types
 import warnings
 from pathlib import Path
 
-__all__ = ["apply", "applied", "MissingCompiledOpError", "has_compiled_ops", "safe_load_pickle"]
+__all__ = ["apply", "applied", "MissingCompiledOpError", "has_compiled_ops", "import_detectron2_export"]
 
 INSTALL_HINT = (
     "The PyPI build of Detectron2 0.6 used by `make setup` has no compiled C++/CUDA ops. "
@@ -219,70 +217,6 @@ def _import_model_zoo_without_pkg_resources():
     return True
 
 
-class _WeightsUnpickler(pickle.Unpickler):
-    """Unpickles NumPy arrays, scalars and plain containers; refuses everything else."""
-
-    _ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("collections", "OrderedDict"),
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("builtins", "slice"),
-        ("builtins", "complex"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        if module == "numpy" and name.endswith("Dtype") or module == "numpy.dtypes":
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to unpickle {module}.{name}: weight files may only hold arrays and plain "
-            "containers (a .pkl that needs anything else could run arbitrary code)"
-        )
-
-
-def safe_load_pickle(file) -> object:
-    """Load a Detectron2 / Caffe2 ``.pkl`` weight file without executing code from it."""
-    return _WeightsUnpickler(file, encoding="latin1").load()
-
-
-def _load_pth_weights_only():
-    """fvcore's ``Checkpointer._load_file`` leaves ``weights_only`` to torch's default."""
-    import inspect
-
-    import torch
-    from fvcore.common.checkpoint import Checkpointer
-
-    if "weights_only=True" in inspect.getsource(Checkpointer._load_file):
-        return False
-
-    def load_pth(self, filename):
-        with self.path_manager.open(filename, "rb") as f:
-            return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
-
-    Checkpointer._load_file = load_pth
-    return True
-
-
-def _unpickle_pkl_weights_as_data_only():
-    """detection_checkpoint.py reads ``.pkl`` files with ``pickle.load(f, encoding="latin1")``."""
-    from detectron2.checkpoint import detection_checkpoint
-
-    if getattr(detection_checkpoint, "pickle", None) is not pickle:
-        return False
-    detection_checkpoint.pickle = types.SimpleNamespace(
-        load=lambda f, encoding="latin1": safe_load_pickle(f)
-    )
-    return True
-
-
 def _map_dataset_skips_none(map_dataset_class) -> bool:
     """Probe: does ``MapDataset`` replace a sample whose mapper returned ``None``?"""
     probe = map_dataset_class([0, 1], lambda x: None if x == 0 else x)
@@ -364,8 +298,6 @@ _FIXES = {
     "pillow_linear": _restore_pillow_linear,
     "model_zoo_pkg_resources": _import_model_zoo_without_pkg_resources,
     "numpy_aliases": _patch_numpy_aliases,
-    "pth_weights_only": _load_pth_weights_only,
-    "pkl_data_only": _unpickle_pkl_weights_as_data_only,
     "map_dataset_retry": _fix_map_dataset_retry,
     "lr_scheduler_state": _fix_lr_scheduler_hook_state,
 }
@@ -383,7 +315,7 @@ def apply():
 def applied() -> tuple:
     """The names (keys of ``_FIXES``) of the fixes :func:`apply` found needed and applied."""
     if _APPLIED is None:
-        raise RuntimeError("ccnet.compat.apply() has not run yet (import ccnet first)")
+        raise RuntimeError("ccnet.compat.apply() has not run yet (import ccnet.config, ccnet.engine, ... or call it)")
     return _APPLIED
 
 

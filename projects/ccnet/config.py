@@ -2,9 +2,18 @@
 
 Each key is documented where it is defined below; it is read in one place, the
 ``from_config`` of the component that uses it.
+
+Importing this module registers the project's models (:mod:`ccnet.modeling`) and datasets
+(:mod:`ccnet.data`), so that a config built with :func:`add_ccnet_config` can name them.
 """
-from detectron2.config import CfgNode as CN
-from detectron2.projects.deeplab import add_deeplab_config
+from . import compat
+
+compat.apply()  # before Detectron2 is imported
+
+from detectron2.config import CfgNode as CN  # noqa: E402
+from detectron2.projects.deeplab import add_deeplab_config  # noqa: E402
+
+from . import data, modeling  # noqa: E402,F401  (register with Detectron2's registries)
 
 
 def add_ccnet_config(cfg: CN) -> None:

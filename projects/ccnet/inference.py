@@ -10,12 +10,16 @@ from typing import Dict, Iterable, Iterator, Tuple
 import numpy as np
 import torch
 
-from detectron2.engine import DefaultPredictor
-from detectron2.modeling import META_ARCH_REGISTRY
+from . import compat
 
-from .data import build_dataset_mapper
-from .data.clip_mapper import clip_frame_numbers
-from .modeling.meta_arch import CCNetVideoSegmentor
+compat.apply()  # before Detectron2 is imported
+
+from detectron2.modeling import META_ARCH_REGISTRY  # noqa: E402
+
+from .data import build_dataset_mapper  # noqa: E402
+from .data.clip_mapper import clip_frame_numbers  # noqa: E402
+from .engine.defaults import Predictor  # noqa: E402
+from .modeling.meta_arch import CCNetVideoSegmentor  # noqa: E402
 
 __all__ = ["ClipPredictor", "is_clip_model"]
 
@@ -31,8 +35,8 @@ def is_clip_model(cfg) -> bool:
     return isinstance(architecture, type) and issubclass(architecture, CCNetVideoSegmentor)
 
 
-class ClipPredictor(DefaultPredictor):
-    """:class:`DefaultPredictor` (weights, test resize, input format) for clip models.
+class ClipPredictor(Predictor):
+    """:class:`ccnet.engine.Predictor` (weights, test resize, input format) for clip models.
 
     ``predictor(frames)`` takes the frames of one video in order (an iterable of (H, W, C)
     arrays in ``INPUT.FORMAT``) and yields ``(frame, predictions)`` for each, predictions

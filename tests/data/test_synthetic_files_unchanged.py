@@ -80,7 +80,7 @@ if __name__ == "__main__":
         sys.exit(f"usage: {sys.argv[0]} --record   (rewrites {RECORD})")
     import tempfile
 
-    import ccnet  # noqa: F401  (makes Detectron2 importable)
+    import ccnet.data  # noqa: F401  (makes Detectron2 work with today's libraries, registers the datasets)
 
     with tempfile.TemporaryDirectory() as root:
         record = generated_file_hashes(root)

@@ -7,7 +7,6 @@ command line given.
 """
 import os
 
-import ccnet  # noqa: F401
 from ccnet.data.datasets.custom import register_coco_dataset
 from ccnet.data.datasets.shapes import ShapesSpec, generate_shapes
 

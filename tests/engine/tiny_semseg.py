@@ -10,7 +10,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-import ccnet  # noqa: F401
+import ccnet.data  # noqa: F401  (first: makes Detectron2 work with today's libraries)
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_sem_seg
 

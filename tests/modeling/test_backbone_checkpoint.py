@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from detectron2 import model_zoo
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
+from ccnet.engine import AtomicCheckpointer
 from ccnet.engine.cli import build_config
 from tests.conftest import REPO_ROOT
 
@@ -25,10 +25,11 @@ def build(config_file):
 
 
 def load(model, path):
-    """Load ``path`` with ``DetectionCheckpointer.load``; return the state_dict keys it left as
-    they were (the parameters and buffers it did not find in the file)."""
+    """Load ``path`` with the project's checkpointer (``AtomicCheckpointer.load``, as training
+    does); return the state_dict keys it left as they were (the parameters and buffers it did
+    not find in the file)."""
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    DetectionCheckpointer(model).load(path)
+    AtomicCheckpointer(model).load(path)
     return {k for k, v in model.state_dict().items() if torch.equal(v, before[k])}
 
 

@@ -7,12 +7,13 @@ horizontal mirror, 8 per batch. Testing: the full 1024x2048 image. Evaluation: D
 """
 from omegaconf import OmegaConf
 
+# The project first: importing it makes Detectron2 work with today's libraries (ccnet.compat).
+from ccnet.data.sem_seg_mapper import SemSegDatasetMapper
+
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.evaluation import SemSegEvaluator
-
-from ccnet.data.sem_seg_mapper import SemSegDatasetMapper
 
 dataloader = OmegaConf.create()
 

@@ -6,12 +6,13 @@ classifier) and the auxiliary FCN head on res4 (loss weight 0.4). Every argument
 in ``ccnet.modeling.heads.CCNetHead`` and ``ccnet.modeling.meta_arch.CCNetSemanticSegmentor``.
 Set at least ``model.sem_seg_head.num_classes``.
 """
-from detectron2.config import LazyCall as L
-from detectron2.layers import ShapeSpec
-
+# The project first: importing it makes Detectron2 work with today's libraries (ccnet.compat).
 from ccnet.modeling.backbone import dilated_resnet
 from ccnet.modeling.heads import CCNetHead
 from ccnet.modeling.meta_arch import CCNetSemanticSegmentor
+
+from detectron2.config import LazyCall as L
+from detectron2.layers import ShapeSpec
 
 model = L(CCNetSemanticSegmentor)(
     backbone=L(dilated_resnet)(

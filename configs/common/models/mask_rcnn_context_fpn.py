@@ -9,9 +9,10 @@ Detectron2's network, with the same parameter names. Add blocks with
 
 (``context_blocks``, ``rcca_block`` from ``../context.py``; keys "<stage>.<block index>", negative from the end).
 """
-from detectron2 import model_zoo
-
+# The project first: importing it makes Detectron2 work with today's libraries (ccnet.compat).
 from ccnet.modeling.backbone import ContextFPN, ContextResNet
+
+from detectron2 import model_zoo
 
 model = model_zoo.get_config("common/models/mask_rcnn_fpn.py").model
 model.backbone._target_ = ContextFPN

@@ -1,6 +1,11 @@
-"""Training: the Trainer, the CPU/GPU launcher, the atomic checkpointer, the command line."""
-from .checkpoint import AtomicCheckpointer
-from .launch import launch, launch_from_args
-from .trainer import Trainer
+"""Training and inference: the Trainer, the Predictor, the CPU/GPU launcher, the checkpointer, the command line."""
+from .. import compat
 
-__all__ = ["AtomicCheckpointer", "Trainer", "launch", "launch_from_args"]
+compat.apply()  # before Detectron2 is imported
+
+from .checkpoint import AtomicCheckpointer  # noqa: E402
+from .defaults import Predictor  # noqa: E402
+from .launch import launch, launch_from_args  # noqa: E402
+from .trainer import Trainer  # noqa: E402
+
+__all__ = ["AtomicCheckpointer", "Predictor", "Trainer", "launch", "launch_from_args"]

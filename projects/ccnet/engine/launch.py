@@ -5,7 +5,8 @@ cannot run several processes on a machine without GPUs.  :func:`launch` here add
 (``num_cpu_workers > 0``): N processes per machine with the gloo backend, set up like
 Detectron2's own workers (global and per-machine process groups), so that
 :mod:`detectron2.utils.comm`, the distributed samplers and DistributedDataParallel work as
-usual.  Without ``num_cpu_workers`` it is Detectron2's ``launch``, unchanged.
+usual (with :func:`create_ddp_model`, which also wraps CPU models).  Without
+``num_cpu_workers`` it is Detectron2's ``launch``, unchanged.
 """
 import logging
 import os
@@ -16,10 +17,23 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from detectron2.engine import launch as detectron2_launch
+from detectron2.engine.defaults import create_ddp_model as detectron2_create_ddp_model
 from detectron2.engine.launch import DEFAULT_TIMEOUT, _find_free_port
 from detectron2.utils import comm
 
-__all__ = ["launch", "launch_from_args"]
+__all__ = ["launch", "launch_from_args", "create_ddp_model"]
+
+
+def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
+    """Detectron2's ``create_ddp_model`` (DistributedDataParallel when there are several
+    processes; ``kwargs`` go to it), which also wraps a model whose parameters are on the CPU.
+
+    Detectron2 passes ``device_ids=[local_rank]`` unless told otherwise, which DDP rejects for
+    CPU modules; for those, ``device_ids`` is left to DDP (None).
+    """
+    if next(model.parameters()).device.type == "cpu":
+        kwargs.setdefault("device_ids", None)
+    return detectron2_create_ddp_model(model, **kwargs)
 
 
 def launch(

@@ -18,13 +18,13 @@ import torch
 
 from detectron2.config import LazyConfig, instantiate
 from detectron2.engine import AMPTrainer, SimpleTrainer, default_setup, default_writers, hooks
-from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 
 from ..data import verify_dataset_files
 from .checkpoint import AtomicCheckpointer
 from .cli import append_metrics
+from .launch import create_ddp_model
 
 __all__ = ["load_config", "dataset_names", "do_test", "do_train", "main"]
 
@@ -66,12 +66,6 @@ def _check_datasets(cfg):
                 verify_dataset_files(name)
 
 
-def _ddp(cfg, model):
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    # Detectron2 passes device_ids=[local_rank], which DDP rejects for CPU modules.
-    return create_ddp_model(model, **cfg.train.ddp, **({"device_ids": None} if on_cpu else {}))
-
-
 def do_train(args, cfg):
     """Train as Detectron2's ``lazyconfig_train_net.py`` does (hooks: timer, LR schedule,
     checkpoints, evaluation every ``train.eval_period`` and after the last iteration, writers
@@ -84,7 +78,7 @@ def do_train(args, cfg):
     optimizer = instantiate(cfg.optimizer)
     train_loader = instantiate(cfg.dataloader.train)
 
-    model = _ddp(cfg, model)
+    model = create_ddp_model(model, **cfg.train.ddp)
     trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optimizer)
     checkpointer = AtomicCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     trainer.register_hooks(
@@ -115,7 +109,7 @@ def main(args):
     if args.eval_only:
         model = instantiate(cfg.model)
         model.to(cfg.train.device)
-        model = _ddp(cfg, model)
+        model = create_ddp_model(model, **cfg.train.ddp)
         checkpoint = AtomicCheckpointer(model, cfg.train.output_dir).resume_or_load(
             cfg.train.init_checkpoint, resume=args.resume
         )

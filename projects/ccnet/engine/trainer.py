@@ -1,24 +1,20 @@
 """The one Trainer behind ``train_net.py``: instance, semantic and video segmentation."""
 import logging
 import os
-import weakref
 
 import torch
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase
+from detectron2.engine import DefaultTrainer
 from detectron2.engine.hooks import PeriodicWriter
-from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
 from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
-from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from ..compat import has_compiled_ops
 from ..data import build_dataset_mapper, verify_dataset_files
 from ..data.checks import verify_num_classes
-from .checkpoint import AtomicCheckpointer
+from .defaults import project_parts
 from .hooks import AttentionStatsHook
 
 __all__ = ["Trainer"]
@@ -26,13 +22,13 @@ __all__ = ["Trainer"]
 
 def verify_datasets(cfg) -> None:
     """Check every dataset of ``DATASETS.TRAIN`` and ``DATASETS.TEST`` before anything is built:
-    files (:func:`verify_dataset_files`) and, for user datasets, the model's class count."""
-    instance = cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
-    key = "MODEL.ROI_HEADS.NUM_CLASSES" if instance else "MODEL.SEM_SEG_HEAD.NUM_CLASSES"
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES if instance else cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    files (:func:`verify_dataset_files`) and, for user datasets, the model's class count
+    (``MODEL.ROI_HEADS.NUM_CLASSES`` for instance datasets, whose ``evaluator_type`` is
+    ``"coco"``, ``MODEL.SEM_SEG_HEAD.NUM_CLASSES`` for the others)."""
     for name in cfg.DATASETS.TRAIN + cfg.DATASETS.TEST:
         verify_dataset_files(name)
-        verify_num_classes(name, num_classes, key)
+        head = "ROI_HEADS" if MetadataCatalog.get(name).get("evaluator_type", None) == "coco" else "SEM_SEG_HEAD"
+        verify_num_classes(name, cfg.MODEL[head].NUM_CLASSES, f"MODEL.{head}.NUM_CLASSES")
 
 
 class Trainer(DefaultTrainer):
@@ -53,27 +49,17 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        TrainerBase.__init__(self)
-        logger = logging.getLogger("detectron2")
-        if not logger.isEnabledFor(logging.INFO):
-            setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        """Detectron2's own ``DefaultTrainer.__init__`` (0.6 and main), after :func:`verify_datasets`.
+
+        It wraps the model for DDP and builds its checkpointer itself, through the names
+        ``create_ddp_model`` and ``DetectionCheckpointer`` of ``detectron2.engine.defaults``; no
+        ``build_*`` method reaches the first.  During the call, and only then, those names are
+        the project's (:func:`ccnet.engine.defaults.project_parts`): DDP also wraps CPU models,
+        and the checkpointer is :class:`AtomicCheckpointer`.
+        """
         verify_datasets(cfg)
-
-        model = self.build_model(cfg)
-        optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        # Detectron2 passes device_ids=[local_rank], which DDP rejects for CPU modules.
-        model = create_ddp_model(model, broadcast_buffers=False, **({"device_ids": None} if on_cpu else {}))
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
-
-        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = AtomicCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
-        self.start_iter = 0
-        self.max_iter = cfg.SOLVER.MAX_ITER
-        self.cfg = cfg
-        self.register_hooks(self.build_hooks())
+        with project_parts():
+            super().__init__(cfg)
 
     def state_dict(self):
         state = super().state_dict()
