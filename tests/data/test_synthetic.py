@@ -118,3 +118,4 @@ def test_processes_asking_at_once_generate_the_split_once(tmp_path):
     assert len(os.listdir(markers)) == 1  # one process generated, the others waited and found it
     assert listings == [["0.txt", "1.txt", "2.txt", "3.txt"]] * 3
     assert stored_spec(json_file) == asdict(Spec(4))
+    assert sorted(os.listdir(os.path.dirname(json_file))) == ["images", "train.json"]  # no lock file left

@@ -112,7 +112,9 @@ def generate_if_changed(
     os.makedirs(os.path.dirname(os.path.abspath(json_file)), exist_ok=True)
     # Several processes may ask for the same split at once (the ranks of a multi-process run,
     # benchmark runs in parallel): one generates it, the others wait and then find it there.
-    with open(f"{json_file}.lock", "w") as lock:
+    # The lock file is removed once the JSON exists: later callers find the JSON first.
+    lock_file = f"{json_file}.lock"
+    with open(lock_file, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if stored_spec(json_file, spec_key) == wanted:
             return json_file
@@ -125,6 +127,7 @@ def generate_if_changed(
         if _nested(content, spec_key) != wanted:
             raise ValueError(f"the content written for {json_file} stores no spec under {'/'.join(spec_key)}")
         atomic_write(json_file, lambda f: f.write(json.dumps(content).encode()))
+        os.remove(lock_file)
     return json_file
 
 
