@@ -12,8 +12,8 @@ Implementation notes (see README, section "attention", for the measurements):
   contraction is one ``bmm`` over packed lines (:mod:`ccnet.layers.line_layout` packs them with
   the cheapest copy the memory layout allows).
 * The position itself appears on the diagonal of every axis; it is kept on the first axis only,
-  by zeroing the *probabilities* on the diagonal of the other axes after the exponential (never
-  a ``-inf`` fill), so no softmax row can be empty.
+  by setting its energy on the other axes to ``-inf`` before the maximum (the first axis always
+  keeps it, so no softmax row can be empty).
 * The softmax uses max subtraction, in float32 (float64 for float64 inputs) whatever the
   input dtype; under autocast only the big value products run in the autocast dtype.
 * :class:`CrissCrossAttentionFunction` saves q, k, v and one log-sum-exp per position; the
@@ -58,28 +58,32 @@ def _energies(query, key, lines):
     return packed, [ln.pair(q, k, dtype) for ln, (q, k) in zip(lines, packed)]
 
 
-def _drop_self(weights):
-    """The position itself is kept on the first axis only: zero it on the others, in place."""
-    for w in weights[1:]:
-        w.diagonal(dim1=-2, dim2=-1).zero_()
+def _exclude_self_(energies):
+    """The position itself is kept on the first axis only: its energy on the others is set to
+    -inf, in place, before any maximum or exponential.
+
+    There it is the same dot product through another GEMM, so it can exceed the kept copy by
+    rounding; at energies of ~1e9 that difference is beyond exp's range, and a maximum taken
+    over it would underflow every kept weight to 0 (0 / 0 = NaN)."""
+    for e in energies[1:]:
+        e.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
 
 
 def _softmax_(energies, lines):
     """
     Turns the energies into the attention weights, in place; returns the per-position
-    log-sum-exp (N, *S). Max subtraction first, and the position itself is dropped after the
-    exponential (never a -inf fill), so no row can be empty or overflow.
+    log-sum-exp (N, *S). The position itself counted once (:func:`_exclude_self_`), then max
+    subtraction, so no row can be empty or overflow.
     """
+    _exclude_self_(energies)
     m = None
     for ln, e in zip(lines, energies):
         line_max = ln.unpack_scalars(e.amax(-1))
         m = line_max if m is None else torch.maximum(m, line_max)
     for ln, e in zip(lines, energies):
-        e.sub_(ln.pack_scalars(m)).exp_()
-    _drop_self(energies)
+        e.sub_(ln.pack_scalars(m)).exp_()  # exp(-inf) = 0: the position itself counted once
     z = sum(ln.unpack_scalars(e.sum(-1)) for ln, e in zip(lines, energies))
-    # z >= 1: the maximum energy contributes exp(0) on its axis (the first one for the
-    # position itself).
+    # z >= 1: the maximum kept energy contributes exp(0).
     for ln, e in zip(lines, energies):
         e.div_(ln.pack_scalars(z))
     return m + torch.log(z)
@@ -87,9 +91,9 @@ def _softmax_(energies, lines):
 
 def _weights_from_lse_(energies, lines, lse):
     """The attention weights again, in place, from the energies and the saved log-sum-exp."""
+    _exclude_self_(energies)
     for ln, e in zip(lines, energies):
         e.sub_(ln.pack_scalars(lse)).exp_()
-    _drop_self(energies)
     return energies
 
 

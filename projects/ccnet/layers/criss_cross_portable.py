@@ -7,10 +7,10 @@ exporter knows (``einsum``, ``exp``, ``amax``, ``sum``, ``arange``, comparisons)
 scripted or exported model computes what the eager one computes, at any input size:
 
 * energies, one ``einsum`` per axis: (N, *S, L_axis), in float32 (float64 for float64 inputs);
-* one softmax over the union of the axes: the maximum over all axes is subtracted, and the
-  position itself, which lies on every axis, is kept on the first axis only by multiplying the
-  *probabilities* of the other axes with a 0/1 mask built from ``arange`` comparisons (no
-  ``diag``, no ``eye``, no ``-inf`` fill, so no row can be empty);
+* one softmax over the union of the axes: the position itself, which lies on every axis, is
+  kept on the first axis only (dropped on the others by a 0/1 mask built from ``arange``
+  comparisons, before the maximum is taken: no ``diag``, no ``eye``, no ``-inf`` fill; the
+  first axis keeps it, so no row can be empty), then the maximum is subtracted;
 * the weighted sums, one ``einsum`` per axis, in value's dtype.
 
 Every function here is TorchScript-compatible. Memory is that of the materialised energies,
@@ -32,14 +32,20 @@ def _not_self(length: int, like: torch.Tensor) -> torch.Tensor:
 def _softmax_over_axes(energies: List[torch.Tensor], masks: List[torch.Tensor]) -> List[torch.Tensor]:
     """
     One softmax over the concatenation of ``energies`` (each (N, *S, L_i)) along their last dim;
-    ``masks[i]`` (broadcastable to energies[i], 0/1) multiplies the exponentials of axis i.
+    ``masks[i]`` (broadcastable to energies[i], 0/1) drops the entries of axis i where it is 0;
+    the first axis drops none (``masks[0]`` is all ones).
     Returns the weights, one tensor per axis.
     """
+    # Dropped entries take the first axis's maximum before the overall maximum is taken: the
+    # position itself on the other axes is the same dot product through another einsum and can
+    # exceed the kept copy by rounding, which at energies of ~1e9 is beyond exp's range (every
+    # kept weight would underflow: 0 / 0). No -inf, so no infinite constant in an exported graph.
     peak = energies[0].amax(-1, keepdim=True)
-    for e in energies[1:]:
+    kept = [energies[0]] + [torch.where(mask > 0, e, peak) for e, mask in zip(energies[1:], masks[1:])]
+    for e in kept[1:]:
         peak = torch.maximum(peak, e.amax(-1, keepdim=True))
     exps: List[torch.Tensor] = []
-    for e, mask in zip(energies, masks):
+    for e, mask in zip(kept, masks):
         exps.append(torch.exp(e - peak) * mask)
     total = exps[0].sum(-1, keepdim=True)
     for x in exps[1:]:
