@@ -5,7 +5,7 @@ import os
 import torch
 
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.engine.hooks import PeriodicWriter
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, SemSegEvaluator
 from detectron2.projects.deeplab import build_lr_scheduler as build_deeplab_lr_scheduler
@@ -67,7 +67,9 @@ class Trainer(DefaultTrainer):
         return state
 
     def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
+        # TrainerBase's (iteration, hooks), not DefaultTrainer's: Detectron2 main's also loads
+        # "_trainer" and raises KeyError on a checkpoint without it (0.6 has none).
+        TrainerBase.load_state_dict(self, state_dict)
         if "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])
         else:

@@ -1,0 +1,83 @@
+"""The Trainer's parts one by one: evaluator arguments, hook order, optimizer arguments, and a
+checkpoint without optimizer state."""
+import logging
+import os
+
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine.hooks import PeriodicWriter
+
+from ccnet.compat import has_compiled_ops
+from ccnet.engine import Trainer, trainer as trainer_module
+from ccnet.engine.cli import build_config
+from ccnet.engine.hooks import AttentionStatsHook
+from tests.engine import tiny_semseg
+
+
+class _Recorder:
+    """Stands in for an evaluator class: keeps its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def reset(self):
+        pass
+
+
+@pytest.mark.parametrize("evaluator_type, patched", [("coco", "COCOEvaluator"), ("sem_seg", "SemSegEvaluator")])
+def test_evaluator_arguments_and_default_output_folder(monkeypatch, tmp_path, evaluator_type, patched):
+    monkeypatch.setattr(trainer_module, patched, _Recorder)
+    name = f"trainer_parts_{evaluator_type}"
+    DatasetCatalog.register(name, lambda: [])
+    MetadataCatalog.get(name).set(evaluator_type=evaluator_type)
+    cfg = build_config(None, ["OUTPUT_DIR", str(tmp_path)])
+    try:
+        (evaluator,) = Trainer.build_evaluator(cfg, name)._evaluators
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    assert evaluator.args == (name,)
+    expected = {"output_dir": os.path.join(str(tmp_path), "inference", name)}
+    # COCO: Detectron2's C++ COCOeval only where the compiled ops exist; sem_seg: gathered over processes
+    expected.update({"use_fast_impl": has_compiled_ops()} if evaluator_type == "coco" else {"distributed": True})
+    assert evaluator.kwargs == expected
+
+
+@pytest.fixture
+def tiny_trainer(tmp_path):
+    root = str(tmp_path / "data")
+    tiny_semseg.write_dataset(root, num_images=2)
+    tiny_semseg.register(root)
+    cfg = build_config(
+        tiny_semseg.CONFIG,
+        ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MOMENTUM", 0.8, "SOLVER.NESTEROV", True,
+         "SOLVER.WEIGHT_DECAY", 3e-4, "SOLVER.BASE_LR", 0.02, "TEST.EVAL_PERIOD", 0],
+    )  # fmt: skip
+    return cfg, Trainer(cfg)
+
+
+def test_hooks_optimizer_and_a_checkpoint_without_optimizer_state(tiny_trainer, caplog):
+    cfg, trainer = tiny_trainer
+    hooks = trainer._hooks
+    writer = next(i for i, h in enumerate(hooks) if isinstance(h, PeriodicWriter))
+    stats = hooks[writer - 1]
+    assert isinstance(stats, AttentionStatsHook) and stats.period == hooks[writer]._period  # just before, same period
+    assert sum(isinstance(h, AttentionStatsHook) for h in hooks) == 1
+
+    optimizer = trainer.optimizer
+    assert type(optimizer) is torch.optim.SGD
+    groups = optimizer.param_groups
+    assert {g["momentum"] for g in groups} == {0.8} and {g["nesterov"] for g in groups} == {True}
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    lr_of = {names[id(p)]: g["initial_lr"] for g in groups for p in g["params"]}  # before warm-up
+    assert set(lr_of) == set(names.values())  # every parameter trained (gamma's factor: test_attention_stats)
+    assert all(lr == pytest.approx(0.02) for lr in lr_of.values()), sorted(set(lr_of.values()))
+    assert 3e-4 in {g["weight_decay"] for g in groups}
+
+    lrs = [g["lr"] for g in groups]
+    with caplog.at_level(logging.WARNING, logger="ccnet.engine.trainer"):
+        trainer.load_state_dict({"iteration": 7, "hooks": {}})  # e.g. another project's checkpoint
+    assert trainer.iter == 7
+    assert "no optimizer state" in caplog.text and "momentum starts from zero" in caplog.text
+    assert [g["lr"] for g in optimizer.param_groups] == lrs and not optimizer.state  # left as built
