@@ -67,7 +67,13 @@ GROUPS = {
     ),
     "trainer": (
         ["ccnet/engine/trainer.py", "ccnet/engine/checkpoint.py"],
-        ["tests/engine/test_resume_state.py", "tests/engine/test_coco_evaluation.py", "tests/engine/test_bad_input.py"],
+        [
+            "tests/engine/test_resume_state.py",
+            "tests/engine/test_trainer_parts.py",
+            "tests/engine/test_checkpoint.py",
+            "tests/engine/test_coco_evaluation.py",
+            "tests/engine/test_bad_input.py",
+        ],
     ),
     "clip_mapper": (
         ["ccnet/data/clip_mapper.py"],
