@@ -70,6 +70,7 @@ GROUPS = {
         [
             "tests/engine/test_resume_state.py",
             "tests/engine/test_trainer_parts.py",
+            "tests/engine/test_attention_stats.py",
             "tests/engine/test_checkpoint.py",
             "tests/engine/test_coco_evaluation.py",
             "tests/engine/test_bad_input.py",

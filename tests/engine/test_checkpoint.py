@@ -156,3 +156,25 @@ def test_predictor_refuses_weights_that_would_run_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="evil.pkl: refusing to unpickle"):
         Predictor(_tiny_config(tmp_path, "MODEL.WEIGHTS", str(path)))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("under_blobs", [True, False], ids=["blobs", "top-level"])
+def test_caffe2_pkl_is_read_as_name_matched_weights_without_momentum(tmp_path, under_blobs):
+    blobs = {"fc_w": np.ones((2, 2), np.float32), "fc_w_momentum": np.zeros((2, 2), np.float32)}
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({"blobs": blobs} if under_blobs else blobs, protocol=2))
+    loaded = AtomicCheckpointer(_OneLayer())._load_file(str(path))
+    assert set(loaded) == {"model", "__author__", "matching_heuristics"} and loaded["matching_heuristics"] is True
+    assert list(loaded["model"]) == ["fc_w"]  # the momentum blob is not a weight
+
+
+def test_python2_pickles_are_read_as_latin1():
+    # SHORT_BINSTRING with byte 0xe9: a Python 2 str, as in Caffe2-era .pkl files' array data
+    assert safe_load_pickle(io.BytesIO(b"\x80\x02U\x01\xe9.")) == "\xe9"
+
+
+def test_numpy_dtype_classes_are_allowed_and_other_numpy_globals_refused():
+    dtype_class = type(np.dtype("float32"))  # numpy.dtypes.Float32DType (numpy >= 1.25)
+    assert safe_load_pickle(io.BytesIO(pickle.dumps(dtype_class))) is dtype_class
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing to unpickle numpy\.load"):
+        safe_load_pickle(io.BytesIO(pickle.dumps(np.load)))

@@ -52,7 +52,8 @@ def tiny_trainer(tmp_path):
     cfg = build_config(
         tiny_semseg.CONFIG,
         ["OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MOMENTUM", 0.8, "SOLVER.NESTEROV", True,
-         "SOLVER.WEIGHT_DECAY", 3e-4, "SOLVER.BASE_LR", 0.02, "TEST.EVAL_PERIOD", 0],
+         "SOLVER.WEIGHT_DECAY", 3e-4, "SOLVER.WEIGHT_DECAY_NORM", 1e-5, "SOLVER.WEIGHT_DECAY_BIAS", 2e-4,
+         "SOLVER.BIAS_LR_FACTOR", 2.0, "SOLVER.BASE_LR", 0.02, "TEST.EVAL_PERIOD", 0],
     )  # fmt: skip
     return cfg, Trainer(cfg)
 
@@ -70,10 +71,17 @@ def test_hooks_optimizer_and_a_checkpoint_without_optimizer_state(tiny_trainer, 
     groups = optimizer.param_groups
     assert {g["momentum"] for g in groups} == {0.8} and {g["nesterov"] for g in groups} == {True}
     names = {id(p): n for n, p in trainer.model.named_parameters()}
-    lr_of = {names[id(p)]: g["initial_lr"] for g in groups for p in g["params"]}  # before warm-up
-    assert set(lr_of) == set(names.values())  # every parameter trained (gamma's factor: test_attention_stats)
-    assert all(lr == pytest.approx(0.02) for lr in lr_of.values()), sorted(set(lr_of.values()))
-    assert 3e-4 in {g["weight_decay"] for g in groups}
+    # Detectron2's rules, from the SOLVER keys: norm weights and biases have their own weight
+    # decay, biases their own learning rate (gamma's factor: test_attention_stats)
+    norms = {id(p) for m in trainer.model.modules() if isinstance(m, torch.nn.GroupNorm) for p in m.parameters()}
+    assert norms
+    for g in groups:
+        for p in g["params"]:
+            is_bias = names[id(p)].endswith(".bias")  # the bias rule wins over the norm rule
+            decay = 2e-4 if is_bias else 1e-5 if id(p) in norms else 3e-4
+            assert g["weight_decay"] == pytest.approx(decay), names[id(p)]
+            assert g["initial_lr"] == pytest.approx(0.04 if is_bias else 0.02), names[id(p)]  # before warm-up
+    assert {id(p) for g in groups for p in g["params"]} == set(names)  # every parameter trained
 
     lrs = [g["lr"] for g in groups]
     with caplog.at_level(logging.WARNING, logger="ccnet.engine.trainer"):
@@ -81,3 +89,35 @@ def test_hooks_optimizer_and_a_checkpoint_without_optimizer_state(tiny_trainer, 
     assert trainer.iter == 7
     assert "no optimizer state" in caplog.text and "momentum starts from zero" in caplog.text
     assert [g["lr"] for g in optimizer.param_groups] == lrs and not optimizer.state  # left as built
+
+
+def test_hooks_without_writers_still_log_the_attention(tiny_trainer, monkeypatch):
+    # A process other than the main one gets no writers: the stats hook comes last, period 20.
+    from detectron2.engine import defaults
+
+    cfg, trainer = tiny_trainer
+    monkeypatch.setattr(defaults.comm, "is_main_process", lambda: False)
+    hooks = trainer.build_hooks()
+    assert not any(isinstance(h, PeriodicWriter) for h in hooks)
+    assert isinstance(hooks[-1], AttentionStatsHook) and hooks[-1].period == 20
+
+
+@pytest.mark.parametrize("evaluator_type, key", [("coco", "ROI_HEADS"), ("sem_seg", "SEM_SEG_HEAD")])
+def test_class_count_is_checked_against_the_head_of_the_dataset_type(evaluator_type, key):
+    from ccnet.engine.trainer import verify_datasets
+
+    name = f"trainer_parts_classes_{evaluator_type}"
+    DatasetCatalog.register(name, lambda: [])
+    classes = {"thing_classes" if evaluator_type == "coco" else "stuff_classes": ["a", "b", "c"]}
+    MetadataCatalog.get(name).set(evaluator_type=evaluator_type, check_num_classes=True, **classes)
+    other = "SEM_SEG_HEAD" if key == "ROI_HEADS" else "ROI_HEADS"
+    try:
+        # the other head's count does not matter
+        verify_datasets(build_config(None, ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()",
+                                            f"MODEL.{key}.NUM_CLASSES", 3, f"MODEL.{other}.NUM_CLASSES", 7]))  # fmt: skip
+        with pytest.raises(ValueError, match=rf"has 3 classes .* but MODEL\.{key}\.NUM_CLASSES is 7: set MODEL\.{key}\.NUM_CLASSES 3"):
+            verify_datasets(build_config(None, ["DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()",
+                                                f"MODEL.{key}.NUM_CLASSES", 7, f"MODEL.{other}.NUM_CLASSES", 3]))  # fmt: skip
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
