@@ -55,7 +55,7 @@ def measure(cfg, size: int, period: int, repeats: int) -> dict:
         sum(model(batch).values()).backward()
 
     def logged_step():
-        handles = [m.register_forward_hook(stats._record(n)) for n, m in blocks.items()]
+        handles = stats.attach_probes(blocks)
         try:
             step()
         finally:

@@ -55,10 +55,15 @@ class AttentionStatsHook(HookBase):
 
         return hook
 
+    def attach_probes(self, blocks: Dict[str, CrissCrossAttention]) -> List:
+        """Forward hooks on ``blocks`` (name -> block) that record the entropy and the relative
+        change of each call; returns their handles (``handle.remove()`` detaches them)."""
+        return [m.register_forward_hook(self._record(n)) for n, m in blocks.items()]
+
     def before_step(self):
         if self._logged(self.trainer.iter):
             self._stats = {}
-            self._handles = [m.register_forward_hook(self._record(n)) for n, m in self._blocks().items()]
+            self._handles = self.attach_probes(self._blocks())
 
     def after_step(self):
         if not self._logged(self.trainer.iter):
