@@ -19,7 +19,7 @@ import torch
 from ccnet.engine.cli import build_config
 from ccnet.engine.hooks import AttentionStatsHook
 from ccnet.inference import is_clip_model
-from ccnet.layers import CrissCrossAttention
+from ccnet.layers import criss_cross_blocks
 from detectron2.modeling import build_model
 
 from measure import add_json_argument, add_repeats_argument, interleaved_medians, load_average, matmul_rate, write_json
@@ -45,7 +45,7 @@ def measure(cfg, size: int, period: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = build_model(cfg).train()
     batch = random_batch(cfg, size, torch.Generator().manual_seed(0))
-    blocks = {n: m for n, m in model.named_modules() if isinstance(m, CrissCrossAttention)}
+    blocks = criss_cross_blocks(model)
     if not blocks:
         raise ValueError(f"{cfg.MODEL.META_ARCHITECTURE} of this config has no criss-cross block: nothing is logged")
     stats = AttentionStatsHook(period)
@@ -83,8 +83,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = build_config(args.config_file, ["MODEL.DEVICE", "cpu"])
     result = {"config": os.path.relpath(args.config_file, ROOT), "threads": torch.get_num_threads(), "size": args.size}
-    result.update(matmul=matmul_rate(), load_average=load_average())
     result.update(measure(cfg, args.size, args.period, args.repeats))
+    result.update(matmul=matmul_rate(), load_average=load_average())  # right after the timing
     s = result["seconds"]
     print(f"| config | blocks | step (ms) | logged step (ms) | logged step extra | per step, period {args.period} |")
     print("|---|---|---|---|---|---|")

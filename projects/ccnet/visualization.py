@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import CrissCrossAttention, criss_cross_dense_matrix
+from .layers import CrissCrossAttention, criss_cross_blocks, criss_cross_dense_matrix
 
 __all__ = [
     "AttentionInputRecorder",
@@ -55,7 +55,7 @@ def find_criss_cross_attention(model: nn.Module, name: Optional[str] = None) -> 
     Raises:
         ValueError: the model has none, or none of that name (the message lists them).
     """
-    found = {n: m for n, m in model.named_modules() if isinstance(m, CrissCrossAttention)}
+    found = criss_cross_blocks(model)
     if not found:
         raise ValueError(f"{type(model).__name__} has no CrissCrossAttention module (is its context RCCA?)")
     if name is None:

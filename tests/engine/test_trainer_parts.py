@@ -21,9 +21,6 @@ class _Recorder:
     def __init__(self, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
 
-    def reset(self):
-        pass
-
 
 @pytest.mark.parametrize("evaluator_type, patched", [("coco", "COCOEvaluator"), ("sem_seg", "SemSegEvaluator")])
 def test_evaluator_arguments_and_default_output_folder(monkeypatch, tmp_path, evaluator_type, patched):

@@ -4,9 +4,8 @@ from typing import Dict, List
 import torch
 from detectron2.engine import HookBase
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from ..layers import CrissCrossAttention, criss_cross_entropy
+from ..layers import CrissCrossAttention, criss_cross_blocks, criss_cross_entropy
 from ..layers.projections import query_key
 
 __all__ = ["AttentionStatsHook"]
@@ -35,10 +34,7 @@ class AttentionStatsHook(HookBase):
         self._stats: Dict[str, Dict[str, List[float]]] = {}
 
     def _blocks(self) -> Dict[str, CrissCrossAttention]:
-        model = self.trainer.model
-        if isinstance(model, DistributedDataParallel):
-            model = model.module
-        return {name: m for name, m in model.named_modules() if isinstance(m, CrissCrossAttention)}
+        return criss_cross_blocks(self.trainer.model)
 
     def _logged(self, iteration: int) -> bool:
         return (iteration + 1) % self.period == 0 or iteration == self.trainer.max_iter - 1

@@ -15,7 +15,7 @@ from .criss_cross import (
 )
 from .criss_cross_portable import criss_cross_portable, criss_cross_portable_3d
 from .flops import criss_cross_flops, flop_count_handles
-from .modules import CrissCrossAttention, CrissCrossAttention3d
+from .modules import CrissCrossAttention, CrissCrossAttention3d, criss_cross_blocks
 from .non_local import NonLocalBlock, non_local_attention
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "CrissCrossAttentionFunction",
     "CrissCrossAttention",
     "CrissCrossAttention3d",
+    "criss_cross_blocks",
     "ATTENTIONS",
     "AttentionSpec",
     "ContextModule",

@@ -5,7 +5,7 @@ from torch import nn
 from .criss_cross import criss_cross_attention, criss_cross_attention_3d
 from .projections import bias_of, project, shape_repr
 
-__all__ = ["CrissCrossAttention", "CrissCrossAttention3d"]
+__all__ = ["CrissCrossAttention", "CrissCrossAttention3d", "criss_cross_blocks"]
 
 
 class CrissCrossAttention(nn.Module):
@@ -66,3 +66,11 @@ class CrissCrossAttention3d(CrissCrossAttention):
 
     def _attend(self, query, key, value):
         return criss_cross_attention_3d(query, key, value)
+
+
+def criss_cross_blocks(model: nn.Module) -> "dict[str, CrissCrossAttention]":
+    """Every :class:`CrissCrossAttention` block of ``model`` (2D and 3D; unwrapped from
+    DistributedDataParallel), by module name, in module order."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    return {name: m for name, m in model.named_modules() if isinstance(m, CrissCrossAttention)}
