@@ -41,7 +41,12 @@ GROUPS = {
     ),
     "line_layout": (
         ["ccnet/layers/line_layout.py"],
-        ["tests/layers/test_line_layout.py", "tests/layers/test_criss_cross.py", "tests/layers/test_memory_orders.py"],
+        [
+            "tests/layers/test_line_packing.py",
+            "tests/layers/test_line_layout.py",
+            "tests/layers/test_criss_cross.py",
+            "tests/layers/test_memory_orders.py",
+        ],
     ),
     "losses": (
         ["ccnet/modeling/losses.py"],

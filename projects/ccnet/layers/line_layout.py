@@ -252,6 +252,12 @@ class LineSum:
     def __init__(self, dest: torch.Tensor):
         self.dest = dest
         self.order = memory_order(dest)
+        if self.order is None:
+            raise ValueError(
+                f"LineSum: dest of shape {tuple(dest.shape)} and strides {dest.stride()} is "
+                "neither NC* nor channels-last (create it with torch.empty_like(..., "
+                "memory_format=common_memory_format(x)))"
+            )
         self.written = False
 
     def add(self, lines: Lines, weights: torch.Tensor, x: torch.Tensor) -> None:
