@@ -59,7 +59,7 @@ GROUPS = {
     ),
     "heads": (
         ["ccnet/modeling/heads/*"],
-        ["tests/modeling/test_head.py", "tests/modeling/test_head_resizing.py"],
+        ["tests/modeling/test_head.py", "tests/modeling/test_head_resizing.py", "tests/modeling/test_head_contracts.py"],
     ),
     "segmentors": (
         ["ccnet/modeling/meta_arch/*"],
@@ -68,6 +68,7 @@ GROUPS = {
             "tests/modeling/test_video.py",
             "tests/modeling/test_video_middle_frame.py",
             "tests/modeling/test_loss_gradients_and_wiring.py",
+            "tests/modeling/test_segmentor_contracts.py",
         ],
     ),
     "trainer": (

@@ -167,3 +167,59 @@ def test_residual_rcca_shapes():
     assert block.rcca.recurrence == 3
     x = torch.randn(1, 64, 5, 7)
     assert block(x).shape == x.shape
+
+
+def _basic_block_cfg(depth, stem, width):
+    cfg = get_cfg()
+    add_ccnet_config(cfg)
+    cfg.MODEL.RESNETS.DEPTH = depth
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = stem
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = width
+    cfg.MODEL.RESNETS.NORM = "GN"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.RESNETS.CONTEXT_STAGES = []
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    return cfg
+
+
+@pytest.mark.parametrize("depth", [18, 34])
+def test_narrow_basic_block_resnet_is_detectron2s_at_half_the_channels(depth):
+    """Reference: Detectron2's own R-18/34 (which asserts res2 width 64) at twice the widths."""
+    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+    narrow = build_context_resnet_backbone(_basic_block_cfg(depth, 32, 32), INPUT)
+    wide = build_resnet_backbone(_basic_block_cfg(depth, 64, 64), INPUT)
+    expected = {}
+    for name, p in wide.state_dict().items():
+        shape = list(p.shape)
+        if p.dim() >= 1 and not name.endswith("num_batches_tracked"):
+            shape[0] //= 2
+        if p.dim() == 4 and shape[1] != 3:  # conv weights: input channels too, but not RGB
+            shape[1] //= 2
+        expected[name] = shape
+    assert {n: list(p.shape) for n, p in narrow.state_dict().items()} == expected
+    out = narrow(images(64))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "res2": (2, 32, 16, 16), "res3": (2, 64, 8, 8), "res4": (2, 128, 4, 4), "res5": (2, 256, 2, 2)
+    }
+    assert {k: (s.channels, s.stride) for k, s in narrow.output_shape().items()} == {
+        "res2": (32, 4), "res3": (64, 8), "res4": (128, 16), "res5": (256, 32)
+    }
+
+
+def test_basic_block_resnet_at_width_64_is_detectron2s():
+    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+    cfg = _basic_block_cfg(18, 32, 64)
+    ours, theirs = build_context_resnet_backbone(cfg, INPUT), build_resnet_backbone(cfg, INPUT)
+    assert {n: p.shape for n, p in ours.state_dict().items()} == {n: p.shape for n, p in theirs.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "key, value", [("RES5_DILATION", 2), ("NUM_GROUPS", 2), ("DEFORM_ON_PER_STAGE", [False, True, False, False])]
+)
+def test_narrow_basic_block_resnet_refuses_bottleneck_only_keys(key, value):
+    cfg = _basic_block_cfg(18, 32, 32)
+    setattr(cfg.MODEL.RESNETS, key, value)
+    with pytest.raises(ValueError, match=rf"^MODEL.RESNETS.{key} is not supported for R18 \(BasicBlock stages\)$"):
+        build_context_resnet_backbone(cfg, INPUT)

@@ -3,7 +3,7 @@ from typing import Dict, Sequence, Tuple, Union
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone.resnet import ResNet, build_resnet_backbone
+from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, ResNet, build_resnet_backbone
 from torch import nn
 
 from ..context import build_context_block
@@ -119,11 +119,50 @@ def context_block_builder(cfg):
     return make
 
 
+BASIC_BLOCKS_PER_STAGE = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}
+
+
+def build_resnet(cfg, input_shape: ShapeSpec) -> ResNet:
+    """
+    Detectron2's :func:`build_resnet_backbone`, except that R-18 and R-34 may have any
+    ``MODEL.RESNETS.RES2_OUT_CHANNELS``: Detectron2 asserts 64, the width of the ImageNet
+    weights; a network trained from scratch (the CPU quickstart) can be narrower. The same
+    stem, ``BasicBlock`` stages (widths doubling from res2) and names as Detectron2's.
+    """
+    resnets = cfg.MODEL.RESNETS
+    if resnets.DEPTH not in BASIC_BLOCKS_PER_STAGE or resnets.RES2_OUT_CHANNELS == 64:
+        return build_resnet_backbone(cfg, input_shape)
+    for key, value, allowed in (
+        ("RES5_DILATION", resnets.RES5_DILATION, 1),
+        ("NUM_GROUPS", resnets.NUM_GROUPS, 1),
+        ("DEFORM_ON_PER_STAGE", any(resnets.DEFORM_ON_PER_STAGE), False),
+    ):
+        if value != allowed:
+            raise ValueError(f"MODEL.RESNETS.{key} is not supported for R{resnets.DEPTH} (BasicBlock stages)")
+    stem = BasicStem(in_channels=input_shape.channels, out_channels=resnets.STEM_OUT_CHANNELS, norm=resnets.NORM)
+    in_channels, out_channels, stages = resnets.STEM_OUT_CHANNELS, resnets.RES2_OUT_CHANNELS, []
+    for index, num_blocks in enumerate(BASIC_BLOCKS_PER_STAGE[resnets.DEPTH]):
+        first_stride = 1 if index == 0 else 2
+        stages.append(
+            ResNet.make_stage(
+                block_class=BasicBlock,
+                num_blocks=num_blocks,
+                stride_per_block=[first_stride] + [1] * (num_blocks - 1),
+                in_channels=in_channels,
+                out_channels=out_channels,
+                norm=resnets.NORM,
+            )
+        )
+        in_channels, out_channels = out_channels, 2 * out_channels
+    return ResNet(stem, stages, out_features=resnets.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+
+
 @BACKBONE_REGISTRY.register()
 def build_context_resnet_backbone(cfg, input_shape: ShapeSpec) -> ContextResNet:
     """Detectron2's ResNet (every ``MODEL.RESNETS`` key) plus ``MODEL.CONTEXT`` blocks after
-    block ``MODEL.RESNETS.CONTEXT_BLOCKS`` of each stage in ``MODEL.RESNETS.CONTEXT_STAGES``."""
-    resnet = build_resnet_backbone(cfg, input_shape)
+    block ``MODEL.RESNETS.CONTEXT_BLOCKS`` of each stage in ``MODEL.RESNETS.CONTEXT_STAGES``
+    (R-18 / R-34 at any width, :func:`build_resnet`)."""
+    resnet = build_resnet(cfg, input_shape)
     make_block = context_block_builder(cfg)
     contexts = {}
     for stage_name in cfg.MODEL.RESNETS.CONTEXT_STAGES:

@@ -121,8 +121,9 @@ class CCNetHead(nn.Module):
             aux_in_feature: feature of the auxiliary FCN head; None or "" for none.
             ccl: None for no category consistent loss, else the keyword arguments of
                 :class:`CategoryConsistentLoss` except ``ignore_index``.
-            ccl_warmup_iters: the CCL weight ramps linearly from 0 (first iteration) to 1 over
-                this many training iterations (the iteration of Detectron2's event storage).
+            ccl_warmup_iters: the CCL weight ramps linearly to 1 over this many training
+                iterations N: (iteration + 1) / N, 1/N at the first (the iteration of
+                Detectron2's event storage).
         """
         super().__init__()
         if aux_in_feature:
