@@ -22,13 +22,21 @@ class _Recorder:
         self.args, self.kwargs = args, kwargs
 
 
-@pytest.mark.parametrize("evaluator_type, patched", [("coco", "COCOEvaluator"), ("sem_seg", "SemSegEvaluator")])
-def test_evaluator_arguments_and_default_output_folder(monkeypatch, tmp_path, evaluator_type, patched):
+@pytest.mark.parametrize(
+    "evaluator_type, patched, heads, tasks",
+    [
+        ("coco", "COCOEvaluator", [], ("bbox",)),
+        ("coco", "COCOEvaluator", ["MODEL.MASK_ON", True], ("bbox", "segm")),
+        ("coco", "COCOEvaluator", ["MODEL.MASK_ON", True, "MODEL.KEYPOINT_ON", True], ("bbox", "segm", "keypoints")),
+        ("sem_seg", "SemSegEvaluator", [], None),
+    ],
+)
+def test_evaluator_arguments_and_default_output_folder(monkeypatch, tmp_path, evaluator_type, patched, heads, tasks):
     monkeypatch.setattr(trainer_module, patched, _Recorder)
     name = f"trainer_parts_{evaluator_type}"
     DatasetCatalog.register(name, lambda: [])
     MetadataCatalog.get(name).set(evaluator_type=evaluator_type)
-    cfg = build_config(None, ["OUTPUT_DIR", str(tmp_path)])
+    cfg = build_config(None, ["OUTPUT_DIR", str(tmp_path), *heads])
     try:
         (evaluator,) = Trainer.build_evaluator(cfg, name)._evaluators
     finally:
@@ -36,8 +44,12 @@ def test_evaluator_arguments_and_default_output_folder(monkeypatch, tmp_path, ev
         MetadataCatalog.remove(name)
     assert evaluator.args == (name,)
     expected = {"output_dir": os.path.join(str(tmp_path), "inference", name)}
-    # COCO: Detectron2's C++ COCOeval only where the compiled ops exist; sem_seg: gathered over processes
-    expected.update({"use_fast_impl": has_compiled_ops()} if evaluator_type == "coco" else {"distributed": True})
+    # COCO: Detectron2's C++ COCOeval only where the compiled ops exist, and the tasks of the
+    # model's heads whatever it predicts; sem_seg: gathered over processes
+    if evaluator_type == "coco":
+        expected.update({"use_fast_impl": has_compiled_ops(), "tasks": tasks})
+    else:
+        expected.update({"distributed": True})
     assert evaluator.kwargs == expected
 
 

@@ -25,8 +25,13 @@ QUICKSTART = "configs/Quickstart/mask_rcnn_rcca_shapes.yaml"
 INSTANCE = {
     "rcca": [],
     "nl": ["MODEL.CONTEXT.NAME", "NL"],
-    "rcca_fpn": ["MODEL.RESNETS.CONTEXT_STAGES", "()", "MODEL.FPN.CONTEXT_IN_FEATURES", "('res5',)", "MODEL.CONTEXT.REDUCTION", "2"],
-    "baseline": ["MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone"],
+    # a 64-channel FPN, so that the block's 32 inner channels suit GN's 32 groups
+    "rcca_fpn": [
+        "MODEL.RESNETS.CONTEXT_STAGES", "()", "MODEL.FPN.CONTEXT_IN_FEATURES", "('res5',)",
+        "MODEL.FPN.OUT_CHANNELS", "64", "MODEL.CONTEXT.REDUCTION", "2",
+    ],
+    # Detectron2's own backbone builder, which needs the res2 width of the ImageNet R-18
+    "baseline": ["MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"],
 }
 SEMANTIC = {
     "rcca_r1": "configs/Cityscapes-SemanticSegmentation/rcca_r1_R_101_OS8_60k.yaml",

@@ -81,8 +81,13 @@ class Trainer(DefaultTrainer):
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type")
         if evaluator_type == "coco":
+            # The tasks the model predicts, from the config: Detectron2 would infer them from the
+            # predictions, and drop segm/AP from metrics.json when a young model predicts nothing.
             # The fast COCOeval is C++; pycocotools computes the same numbers.
-            evaluator = COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=has_compiled_ops())
+            tasks = ("bbox",) + (("segm",) if cfg.MODEL.MASK_ON else ()) + (("keypoints",) if cfg.MODEL.KEYPOINT_ON else ())
+            evaluator = COCOEvaluator(
+                dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=has_compiled_ops()
+            )
         elif evaluator_type in ("sem_seg", "cityscapes_sem_seg"):
             # Cityscapes too: mIoU over the 19 train IDs of *_labelTrainIds.png, the paper's metric.
             evaluator = SemSegEvaluator(dataset_name, distributed=True, output_dir=output_folder)
