@@ -79,19 +79,21 @@ def profile_shares(mode: str, size: int, channels: int, qk_channels: int, channe
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(runs):
             run()
-    per_kind = collections.Counter()
+    per_kind, calls = collections.Counter(), collections.Counter()
     ops = []
     for event in prof.key_averages(group_by_input_shape=True):
         if event.self_cpu_time_total <= 0:
             continue
         kind = op_kind(event.key, event.input_shapes or [], channels)
         per_kind[kind] += event.self_cpu_time_total
+        calls[kind] += event.count
         ops.append((event.self_cpu_time_total, event.key, str(event.input_shapes), event.count // runs, kind))
     total = sum(per_kind.values())
     ops.sort(reverse=True)
     return {
         "ms_per_run": total / 1000 / runs,
         "shares": {kind: per_kind[kind] / total for kind in KINDS},
+        "calls_per_run": {kind: calls[kind] / runs for kind in KINDS},
         "top_ops": [
             {"op": op, "shapes": shapes, "calls_per_run": calls, "kind": kind, "share": t / total}
             for t, op, shapes, calls, kind in ops[:12]
