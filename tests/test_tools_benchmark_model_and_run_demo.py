@@ -97,7 +97,15 @@ def test_run_demo_passes_the_overrides_and_prints_the_summary(tmp_path, monkeypa
     assert demo.main(["SOLVER.MAX_ITER", "7"]) == 0
     train = next(c for c in commands if "train_net.py" in c)
     assert train[-2:] == ["SOLVER.MAX_ITER", "7"] and demo.CONFIG in train
+    # training processes: min(2, cores) by default, or as asked
+    workers = train[train.index("--num-cpu-workers") + 1]
+    assert workers == str(min(2, os.cpu_count() or 1))
     draw = next(c for c in commands if "tools/demo.py" in c)
     assert os.path.join(demo.OUTPUT_DIR, "model_final.pth") in draw and draw[-2:] == ["SOLVER.MAX_ITER", "7"]
     out = capsys.readouterr().out
     assert "val box AP   47.50" in out and "val mask AP  42.00" in out and "MISSED" in out
+    commands.clear()
+    assert demo.main([], num_workers=1) == 0
+    train = next(c for c in commands if "train_net.py" in c)
+    assert train[train.index("--num-cpu-workers") + 1] == "1"
+
