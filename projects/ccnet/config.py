@@ -103,7 +103,8 @@ def _add_semantic_config(cfg: CN) -> None:
     cfg.MODEL.CCNET.CCL_BETA = 1.0
     cfg.MODEL.CCNET.CCL_GAMMA = 0.001
     # Iterations N over which the CCL weight ramps linearly to 1: (iteration + 1) / N, so 1/N at
-    # the first iteration and 1 from iteration N - 1 on (0: full weight from the first iteration). A delayed start lets the attention open before CCL acts on it.
+    # the first iteration and 1 from iteration N - 1 on (0: full weight from the first
+    # iteration). A delayed start lets the attention open before CCL acts on it.
     cfg.MODEL.CCNET.CCL_WARMUP_ITERS = 0
 
     # Inference of ccnet.modeling.meta_arch.CCNetSemanticSegmentor. Multi-scale + flip

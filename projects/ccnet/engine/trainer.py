@@ -84,7 +84,8 @@ class Trainer(DefaultTrainer):
             # The tasks the model predicts, from the config: Detectron2 would infer them from the
             # predictions, and drop segm/AP from metrics.json when a young model predicts nothing.
             # The fast COCOeval is C++; pycocotools computes the same numbers.
-            tasks = ("bbox",) + (("segm",) if cfg.MODEL.MASK_ON else ()) + (("keypoints",) if cfg.MODEL.KEYPOINT_ON else ())
+            tasks = ("bbox",) + (("segm",) if cfg.MODEL.MASK_ON else ())
+            tasks += ("keypoints",) if cfg.MODEL.KEYPOINT_ON else ()
             evaluator = COCOEvaluator(
                 dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=has_compiled_ops()
             )
