@@ -95,8 +95,8 @@ def profile_shares(mode: str, size: int, channels: int, qk_channels: int, channe
         "shares": {kind: per_kind[kind] / total for kind in KINDS},
         "calls_per_run": {kind: calls[kind] / runs for kind in KINDS},
         "top_ops": [
-            {"op": op, "shapes": shapes, "calls_per_run": calls, "kind": kind, "share": t / total}
-            for t, op, shapes, calls, kind in ops[:12]
+            {"op": op, "shapes": shapes, "calls_per_run": op_calls, "kind": kind, "share": t / total}
+            for t, op, shapes, op_calls, kind in ops[:12]
         ],
     }
 
